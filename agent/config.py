@@ -1,0 +1,157 @@
+"""Settings: packaged defaults, then the repo's .agent.toml, then AGENT_* env vars and flags.
+
+Everything tunable (profiles, prices, budgets, policy globs, sandbox limits)
+is data in `defaults.toml`; this module only merges and validates it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A setting is malformed; the CLI maps it to exit 2."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSettings(_Section):
+    name: str
+    base_url: str
+    profile: str
+    default_mode: str = "high"
+    max_tokens: int = Field(ge=1, le=131072)
+    context_window: int = Field(ge=1024)
+    stream: bool = True
+    tool_stream: bool = True
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    connect_timeout: float = 8.0
+    idle_timeout: float = 300.0
+    max_retries: int = Field(default=4, ge=0)
+    backoff_base: float = 0.5
+    backoff_cap: float = 8.0
+    overload_backoff_base: float = 2.0
+    overload_backoff_cap: float = 60.0
+
+
+class PriceRow(_Section):
+    input: float
+    cached_input: float
+    output: float
+
+
+class BudgetSettings(_Section):
+    max_turns: int = Field(ge=1)
+    max_tokens: int = Field(ge=1)
+    max_cost_usd: float = Field(gt=0)
+    max_seconds: float = Field(gt=0)
+
+
+class PolicySettings(_Section):
+    critical: list[str] = []
+    max_after_failures: int = Field(default=0, ge=0)
+
+
+class SandboxSettings(_Section):
+    kind: str = "docker"
+    python: str = "3.11"
+    setup: list[str] = []
+    test_command: str = "python -m pytest"
+    test_timeout: float = 300
+    memory: str = "2g"
+    cpus: float = 1.5
+    pids: int = 512
+
+
+class LoopSettings(_Section):
+    max_observation_chars: int = 12000
+    chars_per_token: int = 4
+    summary_tokens: int = 2048
+
+
+class Settings(_Section):
+    model: ModelSettings
+    profiles: dict[str, dict[str, Any]]
+    pricing: dict[str, dict[str, PriceRow]]
+    budget: BudgetSettings
+    policy: PolicySettings
+    sandbox: SandboxSettings
+    loop: LoopSettings
+
+    def profile(self, name: str | None = None) -> dict[str, Any]:
+        key = name or self.model.profile
+        if key not in self.profiles:
+            raise ConfigError(f"unknown model profile {key!r}; known: {', '.join(sorted(self.profiles))}")
+        return self.profiles[key]
+
+    def prices(self, model: str | None = None) -> dict[str, PriceRow]:
+        """Price rows for a model, per currency; an unknown model has no price (cost 0, flagged)."""
+        name = model or self.model.name
+        return {cur: table[name] for cur, table in self.pricing.items() if name in table}
+
+
+# Flag/env names mapped onto their place in the settings tree.
+ENV_KEYS: dict[str, tuple[str, str]] = {
+    "BASE_URL": ("model", "base_url"),
+    "MODEL": ("model", "name"),
+    "PROFILE": ("model", "profile"),
+    "MODE": ("model", "default_mode"),
+    "MAX_TURNS": ("budget", "max_turns"),
+    "MAX_COST_USD": ("budget", "max_cost_usd"),
+    "MAX_TOKENS": ("budget", "max_tokens"),
+    "MAX_SECONDS": ("budget", "max_seconds"),
+    "SANDBOX": ("sandbox", "kind"),
+}
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_defaults() -> dict[str, Any]:
+    text = resources.files("agent").joinpath("defaults.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def load_settings(repo: Path | None = None, overrides: dict[str, Any] | None = None,
+                  env: dict[str, str] | None = None) -> Settings:
+    """Merge defaults, `<repo>/.agent.toml`, AGENT_* variables and explicit overrides (flags)."""
+    data = load_defaults()
+    if repo is not None:
+        path = Path(repo) / ".agent.toml"
+        if path.is_file():
+            try:
+                data = _merge(data, tomllib.loads(path.read_text(encoding="utf-8")))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    environ = os.environ if env is None else env
+    for name, (section, key) in ENV_KEYS.items():
+        value = environ.get(f"AGENT_{name}")
+        if value:
+            data.setdefault(section, {})[key] = value
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, key = dotted.split(".", 1)
+        data.setdefault(section, {})[key] = value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"bad setting {where}: {first['msg']}") from exc

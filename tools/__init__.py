@@ -1,0 +1,1 @@
+"""The functions the model may call, declared as data (args model, description, writes flag)."""

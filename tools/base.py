@@ -1,0 +1,125 @@
+"""What every tool shares: the Tool shape, the context it runs in, and safe dispatch.
+
+A tool is data plus one function: `name`, `description`, a pydantic `Args`
+model (its JSON schema is exactly what the model sees), a `writes` flag, and
+`run(args, ctx) -> Observation`. Dispatch turns bad arguments and refused
+paths into observations, so a confused model gets feedback, never a crash.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ValidationError
+
+from sandbox.base import Sandbox
+
+
+class ToolRefused(Exception):
+    """Raised inside a tool for a request it must not carry out; becomes an observation."""
+
+
+@dataclass
+class Observation:
+    """What the model reads back. `data` carries structured facts for the loop (never shown)."""
+
+    text: str
+    ok: bool = True
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ToolContext:
+    """Everything a tool may touch. Built by the loop once per task."""
+
+    root: Path
+    sandbox: Sandbox | None = None
+    target_tests: list[str] = field(default_factory=list)
+    test_command: list[str] = field(default_factory=lambda: ["python", "-m", "pytest"])
+    test_timeout: float = 300.0
+    scope_fence: list[str] = field(default_factory=list)  # repo-relative dirs; empty = no fence
+    protected_paths: Callable[[str], bool] | None = None  # True for test files edits must not touch
+    allow_test_edits: bool = False
+    index: Any = None  # the structural-summary index (outline), passed in by the loop
+    touched: set[str] = field(default_factory=set)  # repo-relative paths viewed/edited, for policy
+    comments: list[dict[str, Any]] = field(default_factory=list)  # review mode findings
+    finished: str | None = None  # the summary passed to `finish`
+
+
+class Tool:
+    """Base class: subclasses set the class attributes and implement `run`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Args: ClassVar[type[BaseModel]]
+    writes: ClassVar[bool] = False
+
+    def run(self, args: BaseModel, ctx: ToolContext) -> Observation:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def schema(cls) -> dict[str, Any]:
+        """The OpenAI/GLM function declaration; key order is fixed so the prompt prefix is byte-stable."""
+        params = cls.Args.model_json_schema()
+        params.pop("title", None)
+        for prop in params.get("properties", {}).values():
+            prop.pop("title", None)
+        return {
+            "type": "function",
+            "function": {"name": cls.name, "description": cls.description, "parameters": params},
+        }
+
+
+def schemas(tools: Iterable[Tool]) -> list[dict[str, Any]]:
+    return [tool.schema() for tool in tools]
+
+
+def dispatch(tools: dict[str, Tool], name: str, raw_arguments: str, ctx: ToolContext) -> Observation:
+    """Run one tool call; every failure the model can cause comes back as an observation."""
+    tool = tools.get(name)
+    if tool is None:
+        return Observation(f"error: unknown tool {name!r}; available: {', '.join(sorted(tools))}", ok=False)
+    try:
+        payload = json.loads(raw_arguments or "{}")
+    except json.JSONDecodeError as exc:
+        return Observation(f"error: arguments of {name} are not valid JSON ({exc.msg} at {exc.pos})", ok=False)
+    if not isinstance(payload, dict):
+        return Observation(f"error: arguments of {name} must be a JSON object", ok=False)
+    try:
+        args = tool.Args.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()
+        )
+        return Observation(f"error: invalid arguments for {name}: {problems}", ok=False)
+    try:
+        return tool.run(args, ctx)
+    except ToolRefused as exc:
+        return Observation(f"refused: {exc}", ok=False)
+
+
+def resolve_path(ctx: ToolContext, path: str, *, must_exist: bool = True) -> Path:
+    """Resolve a model-given path inside the repo root, or refuse.
+
+    Refuses absolute paths, `..` escapes and symlinks whose target leaves the repo.
+    """
+    if not path or "\x00" in path:
+        raise ToolRefused("empty or invalid path")
+    candidate = Path(path)
+    if candidate.is_absolute():
+        raise ToolRefused(f"{path}: absolute paths are not allowed; use a path relative to the repo root")
+    root = ctx.root.resolve()
+    full = (root / candidate).resolve()
+    if full != root and root not in full.parents:
+        raise ToolRefused(f"{path}: outside the repository")
+    if must_exist and not full.exists():
+        raise ToolRefused(f"{path}: no such file or directory")
+    return full
+
+
+def relative(ctx: ToolContext, full: Path) -> str:
+    return full.resolve().relative_to(ctx.root.resolve()).as_posix() or "."
