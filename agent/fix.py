@@ -1,0 +1,254 @@
+"""`agent fix`, composed: worktree, sandbox, reproduction, scope and summary, loop, commit, report.
+
+Every path out of here (resolved, budget spent, model error, Ctrl-C) commits
+what the agent changed on its own branch and writes report.json, so nothing
+is lost and the user always gets an account of what happened and what it cost.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent import gitops
+from agent.budget import Budget
+from agent.config import Settings, load_settings
+from agent.errors import EXIT_INTERRUPTED, BadInput, EnvironmentProblem
+from agent.loop import Loop, LoopOutcome
+from agent.model.errors import ModelError
+from agent.policy import Policy
+from agent.prompting import render
+from agent.report import build_report, exit_code_for, write_report
+from agent.runs import cache_dir, new_run_dir
+from agent.task import Task
+from agent.trajectory import Trajectory
+from agent.verify import verify
+from sandbox.base import Sandbox, SandboxError
+from tools.base import ToolContext
+from tools.registry import fix_tools
+from tools.testing import TestRun, is_test_file, run_pytest
+
+
+@dataclass
+class FixOptions:
+    task: str
+    repo: Path = Path(".")
+    tests: list[str] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=list)
+    overrides: dict[str, Any] = field(default_factory=dict)  # dotted settings from flags
+    mode: str | None = None
+    allow_test_edits: bool = False
+    api_key: str | None = None
+    client_factory: Callable[[Settings, str | None], Any] | None = None
+
+
+def api_key_from_env() -> str | None:
+    return os.environ.get("GLM_API_KEY") or os.environ.get("ZAI_API_KEY") or None
+
+
+def make_sandbox(settings: Settings, worktree: Path, user_repo: Path, log: Callable[[str], None],
+                 read_only: bool = False) -> Sandbox:
+    kind = settings.sandbox.kind
+    if kind == "local":
+        from sandbox.local import LocalSandbox
+
+        return LocalSandbox(worktree, read_only=read_only, env_root=user_repo)
+    if kind != "docker":
+        raise BadInput(f"unknown sandbox {kind!r}: use docker or local")
+    from sandbox.docker import DockerSandbox
+    from sandbox.environment import ensure_environment
+
+    image = ensure_environment(user_repo, settings.sandbox.python, settings.sandbox.setup, log=log)
+    return DockerSandbox(worktree, image=image, read_only=read_only, memory=settings.sandbox.memory,
+                         cpus=settings.sandbox.cpus, pids=settings.sandbox.pids)
+
+
+def _summarise(worktree: Path, task: Task, traceback: str, scopes: list[str], tokens: int,
+               log: Callable[[str], None]) -> tuple[Any, Any, Any]:
+    from agent.summary import RepoIndex, compute_scope, render_summary
+
+    index = RepoIndex.build(worktree, cache_dir=cache_dir())
+    scope = compute_scope(worktree, index, task.targets, traceback, scopes, task.text)
+    summary = render_summary(index, scope, tokens)
+    for note in summary.notes[:5]:
+        log(f"summary: {note}")
+    return index, scope, summary
+
+
+def _check_scopes(root: Path, scopes: list[str]) -> list[str]:
+    clean = []
+    for scope in scopes:
+        path = (root / scope).resolve()
+        if not path.is_relative_to(root.resolve()) or not path.is_dir():
+            raise BadInput(f"--scope {scope}: not a directory inside the repository")
+        clean.append(path.relative_to(root.resolve()).as_posix())
+    return clean
+
+
+def _reproduction_text(run: TestRun, limit: int = 6000) -> str:
+    from tools.textutil import cut_middle
+
+    return cut_middle(run.output.strip(), limit)
+
+
+def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[str, Any], int]:
+    """Run one task; returns (report, exit code). Raises BadInput/EnvironmentProblem before any run dir."""
+    repo = gitops.open_repo(options.repo.resolve())
+    user_root = Path(repo.working_tree_dir).resolve()
+    settings = load_settings(user_root, options.overrides)
+    task = Task.parse(options.task, options.tests)
+    if not task.text:
+        raise BadInput("empty task: give a test selector or a description")
+    for target in task.target_files:
+        if not (user_root / target).is_file():
+            raise BadInput(f"no such test file in the repository: {target}")
+    scopes = _check_scopes(user_root, options.scopes)
+    profile = settings.profile()
+    api_key = options.api_key if options.api_key is not None else api_key_from_env()
+    if not api_key and not profile.get("self_hosted"):
+        raise EnvironmentProblem("no API key: set GLM_API_KEY (or ZAI_API_KEY), or try `agent demo`")
+
+    started = time.monotonic()
+    run_dir = new_run_dir(task.slug)
+    trajectory = Trajectory(run_dir / "trajectory.jsonl", secrets=[api_key or ""])
+    worktree = gitops.create_worktree(repo, task.slug, run_dir / "worktree")
+    notes: list[str] = []
+    if worktree.user_tree_dirty:
+        notes.append("your checkout has uncommitted changes; they are not part of this run (it starts from HEAD)")
+        progress("note: " + notes[-1])
+    trajectory.event("start", task=task.text, targets=task.targets, branch=worktree.branch,
+                     base_commit=worktree.base_commit, model=settings.model.name, base_url=settings.model.base_url,
+                     profile=settings.model.profile, sandbox=settings.sandbox.kind)
+    progress(f"run {run_dir.name} · branch {worktree.branch} · sandbox {settings.sandbox.kind}")
+
+    test_command = shlex.split(settings.sandbox.test_command)
+    timeout = float(settings.sandbox.test_timeout)
+    selection = task.target_files
+    outcome = LoopOutcome("error", "")
+    baseline: TestRun | None = None
+    final: TestRun | None = None
+    budget = Budget(settings.budget, settings.prices().get("usd"))
+    sandbox: Sandbox | None = None
+    client = None
+    exit_override: int | None = None
+    loop: Loop | None = None
+    try:
+        sandbox = make_sandbox(settings, worktree.path, user_root, progress)
+        sandbox.start()
+        baseline = run_pytest(sandbox, selection, test_command, timeout)
+        trajectory.event("test_run", purpose="reproduce", run=baseline.to_dict())
+        if task.targets:
+            missing = [t for t in task.targets if not baseline.matches(t)]
+            if baseline.collected_none or missing:
+                raise BadInput(f"no test matches {', '.join(missing or task.targets)}")
+            if all(baseline.passed(t) for t in task.targets):
+                outcome = LoopOutcome("resolved", "already_passing: the target tests pass before any change")
+                progress("the target tests already pass; nothing to do")
+                final = baseline
+                raise _Done
+        progress(f"reproduced: {baseline.short_summary()}")
+
+        index, scope, summary = _summarise(worktree.path, task, baseline.output, scopes,
+                                           settings.loop.summary_tokens, progress)
+        ctx = ToolContext(
+            root=worktree.path, sandbox=sandbox, target_tests=list(task.targets), test_command=test_command,
+            test_timeout=timeout, scope_fence=scopes, allow_test_edits=options.allow_test_edits, index=index,
+            protected_paths=lambda rel: is_test_file(rel) or rel in task.target_files)
+        messages = [
+            {"role": "system", "content": render("system.md") + render("repo_summary.md",
+                                                                        repo_summary=summary.repo_part)},
+            {"role": "user", "content": render(
+                "task_fix.md", task_summary=summary.task_part, task=task.text,
+                targets="\n".join(f"- {t}" for t in task.targets) or "- (none given: keep the suite green)",
+                test_command=" ".join(test_command), reproduction=_reproduction_text(baseline),
+                notes=("\nScope: work inside " + ", ".join(scopes) + "; edits elsewhere are refused.\n")
+                if scopes else "")},
+        ]
+        factory = options.client_factory or _default_client
+        client = factory(settings, api_key)
+        loop = Loop(
+            client=client, tools=fix_tools(), ctx=ctx, budget=budget,
+            policy=Policy(settings.policy, forced_mode=options.mode, default_mode=settings.model.default_mode),
+            trajectory=trajectory,
+            verifier=lambda: verify(sandbox, targets=task.targets, selection=selection, baseline=baseline,
+                                    test_command=test_command, timeout=timeout),
+            prices=settings.prices(), max_output=settings.model.max_tokens,
+            context_limit=settings.model.context_window, chars_per_token=settings.loop.chars_per_token,
+            max_observation_chars=settings.loop.max_observation_chars, seeds=list(scope.seed_files),
+            progress=progress)
+        outcome = loop.run(messages)
+        if outcome.verification is not None and outcome.verification.runs:
+            final = outcome.verification.runs[-1]
+    except _Done:
+        pass
+    except KeyboardInterrupt:
+        outcome = _stopped(loop, "unresolved", "interrupted by the user")
+        exit_override = EXIT_INTERRUPTED
+        progress("interrupted: committing partial work")
+    except BadInput:
+        _cleanup(sandbox, client, trajectory)
+        raise
+    except (ModelError, SandboxError, EnvironmentProblem) as exc:
+        outcome = _stopped(loop, "error", f"error: {exc}")
+        progress(f"error: {exc}")
+    finally:
+        if sandbox is not None and final is None and baseline is not None and outcome.status != "error" \
+                and exit_override is None:
+            try:
+                final = run_pytest(sandbox, selection, test_command, timeout)
+                trajectory.event("test_run", purpose="final", run=final.to_dict())
+            except Exception as exc:  # noqa: BLE001 - the report must still be written
+                notes.append(f"final test run failed: {exc}")
+        _cleanup(sandbox, client, None)
+    commit = gitops.commit_all(worktree, _commit_message(task, outcome))
+    patch = gitops.patch_since_base(worktree)
+    (run_dir / "patch.diff").write_text(patch, encoding="utf-8")
+    report = build_report(
+        task=task, outcome=outcome, worktree=worktree, commit=commit, patch=patch, budget=budget,
+        baseline=baseline, final=final, run_dir=run_dir, sandbox_kind=settings.sandbox.kind, notes=notes,
+        elapsed=time.monotonic() - started)
+    write_report(run_dir, report)
+    trajectory.event("stop", status=report["status"], stop_reason=report["stop_reason"], usage=report["usage"],
+                     cost=report["cost"], calls=report["calls"])
+    trajectory.close()
+    return report, exit_override if exit_override is not None else exit_code_for(report["status"])
+
+
+class _Done(Exception):
+    """Early, successful end before the loop (the targets already pass)."""
+
+
+def _stopped(loop: Loop | None, status: str, reason: str) -> LoopOutcome:
+    """The loop's outcome so far (calls, Max cost) with the status that ended it."""
+    outcome = loop.outcome if loop is not None else LoopOutcome(status, reason)
+    outcome.status, outcome.stop_reason = status, reason
+    return outcome
+
+
+def _cleanup(sandbox: Sandbox | None, client: Any, trajectory: Trajectory | None) -> None:
+    if sandbox is not None:
+        try:
+            sandbox.stop()
+        except Exception:  # noqa: BLE001 - best effort; gc sweeps strays
+            pass
+    if client is not None:
+        client.close()
+    if trajectory is not None:
+        trajectory.close()
+
+
+def _commit_message(task: Task, outcome: LoopOutcome) -> str:
+    title = task.text if len(task.text) <= 60 else task.text[:57] + "..."
+    state = "fix" if outcome.status == "resolved" else "partial work on"
+    return f"agent: {state} {title}\n\nStatus: {outcome.status}\nStop reason: {outcome.stop_reason}\n"
+
+
+def _default_client(settings: Settings, api_key: str | None) -> Any:
+    from agent.model.client import client_from_settings
+
+    return client_from_settings(settings, api_key)

@@ -1,0 +1,225 @@
+"""The plan-act-observe loop: one model call per turn, its tool calls in order, a budget check.
+
+Messages are only ever appended (the prompt prefix stays byte-identical, which
+is what GLM's cached-input price needs). Limits are exceptions carrying the
+stop message; the trajectory is written after every step.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.budget import Budget, BudgetExhausted, estimate_tokens
+from agent.model.errors import ContextOverflowError
+from agent.model.pricing import cost_of
+from agent.model.types import Completion, ModelClient
+from agent.policy import Policy
+from agent.prompting import render
+from agent.trajectory import Trajectory
+from agent.verify import Verification
+from tools.base import Tool, ToolContext, dispatch
+from tools.textutil import cut_middle
+
+MAX_SILENT_TURNS = 2
+MAX_FAILED_FINISHES = 3
+
+
+@dataclass
+class LoopOutcome:
+    status: str  # resolved | unresolved | budget_exhausted
+    stop_reason: str
+    verification: Verification | None = None
+    calls: dict[str, int] = field(default_factory=lambda: {"high": 0, "max": 0, "off": 0})
+    max_extra_cost: dict[str, float] = field(default_factory=lambda: {"usd": 0.0, "rmb": 0.0})
+    compactions: int = 0
+
+
+class Stop(Exception):
+    def __init__(self, status: str, reason: str, verification: Verification | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.verification = verification
+
+
+@dataclass
+class Loop:
+    client: ModelClient
+    tools: list[Tool]
+    ctx: ToolContext
+    budget: Budget
+    policy: Policy
+    trajectory: Trajectory
+    verifier: Callable[[], Verification]
+    prices: dict[str, Any]
+    max_output: int
+    context_limit: int
+    chars_per_token: int = 4
+    max_observation_chars: int = 12000
+    seeds: list[str] = field(default_factory=list)
+    progress: Callable[[str], None] = lambda line: None
+
+    def __post_init__(self) -> None:
+        self._by_name = {tool.name: tool for tool in self.tools}
+        self._schemas = [tool.schema() for tool in self.tools]
+        self._schema_chars = len(json.dumps(self._schemas))
+        self._last_paths: set[str] = set()
+        self._sent = 0
+        self.outcome = LoopOutcome("unresolved", "")
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self, messages: list[dict[str, Any]]) -> LoopOutcome:
+        silent = failed_finishes = 0
+        try:
+            while True:
+                completion = self._call(messages)
+                if completion.finish_reason in ("length", "model_context_window_exceeded"):
+                    messages.append({"role": "assistant", "content": completion.content or ""})
+                    messages.append({"role": "user", "content": render("truncated.md")})
+                    continue
+                messages.append(completion.to_message())
+                if not completion.tool_calls:
+                    silent += 1
+                    if silent >= MAX_SILENT_TURNS:
+                        raise Stop("unresolved", "model_gave_up: it stopped calling tools")
+                    messages.append({"role": "user", "content": render("nudge.md")})
+                    continue
+                silent = 0
+                self._last_paths = set()
+                verdict: Verification | None = None
+                for call in completion.tool_calls:
+                    observation = self._run_tool(call.id, call.name, call.arguments)
+                    messages.append({"role": "tool", "tool_call_id": call.id, "content": observation})
+                    if call.name == "finish" or self._targets_green(call.name):
+                        verdict = self._verify()
+                if verdict is not None:
+                    if verdict.resolved:
+                        raise Stop("resolved", "target tests pass", verdict)
+                    if self.ctx.finished is not None:
+                        failed_finishes += 1
+                        self.ctx.finished = None
+                        if failed_finishes >= MAX_FAILED_FINISHES:
+                            raise Stop("unresolved", "model_gave_up: finished while tests still fail", verdict)
+                        messages.append({"role": "user", "content": render("verify_failed.md",
+                                                                           result=verdict.detail)})
+        except BudgetExhausted as exc:
+            self.outcome.status, self.outcome.stop_reason = "budget_exhausted", f"budget_{exc.kind}: {exc}"
+        except Stop as stop:
+            self.outcome.status, self.outcome.stop_reason = stop.status, stop.reason
+            self.outcome.verification = stop.verification
+        return self.outcome
+
+    # -- one model call ---------------------------------------------------------------------
+    def _prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
+        chars = sum(len(json.dumps(m, ensure_ascii=False)) for m in messages) + self._schema_chars
+        return estimate_tokens(chars, self.chars_per_token)
+
+    def _call(self, messages: list[dict[str, Any]]) -> Completion:
+        prompt = self._prompt_tokens(messages)
+        if prompt + self.max_output > self.context_limit:
+            prompt = self._compact(messages, reason="prompt near the context limit")
+        allowance = self.budget.allow_call(prompt, self.max_output)
+        working_set = set(self.seeds) | self.ctx.touched | self._last_paths
+        decision = self.policy.decide(working_set)
+        self.trajectory.event(
+            "request", turn=self.budget.turns + 1, mode=decision.mode, reason=decision.reason,
+            prompt_estimate=prompt, max_tokens=allowance, messages=messages[self._sent:],
+            **({"tools": self._schemas} if self._sent == 0 else {}))
+        self._sent = len(messages)
+        try:
+            completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance)
+        except ContextOverflowError:
+            if self.outcome.compactions:
+                raise
+            self._compact(messages, reason="the API reported a context overflow")
+            completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance)
+        cost = completion.extra.get("cost") or cost_of(completion.usage, self.prices)
+        self.budget.charge(completion.usage, cost)
+        self.outcome.calls[decision.mode] = self.outcome.calls.get(decision.mode, 0) + 1
+        if decision.mode == "max":
+            self._count_max_extra(completion)
+        self.trajectory.event(
+            "response", turn=self.budget.turns, mode=decision.mode, finish_reason=completion.finish_reason,
+            content=completion.content, reasoning=completion.reasoning,
+            tool_calls=[c.to_wire() for c in completion.tool_calls], usage=completion.usage.to_dict(),
+            cost=cost, attempts=completion.attempts, request_id=completion.request_id)
+        names = ", ".join(c.name for c in completion.tool_calls) or "(no tool)"
+        usage = completion.usage
+        self.progress(
+            f"turn {self.budget.turns:>2} · {decision.mode:<4} · {names} · in {usage.prompt_tokens} "
+            f"(cached {usage.cached_share:.0%}) out {usage.completion_tokens} · "
+            f"${self.budget.cost_usd:.4f} / ¥{self.budget.cost_rmb:.4f}")
+        return completion
+
+    def _count_max_extra(self, completion: Completion) -> None:
+        """Max costs more only through its extra thinking; count reasoning tokens at the output price."""
+        for currency, row in self.prices.items():
+            price = row.output if hasattr(row, "output") else row["output"]
+            self.outcome.max_extra_cost[currency] = (
+                self.outcome.max_extra_cost.get(currency, 0.0) + completion.usage.reasoning_tokens * price / 1e6)
+
+    def _compact(self, messages: list[dict[str, Any]], reason: str) -> int:
+        """Shrink the context once, at a block boundary: old tool observations become stubs.
+
+        The prefix (system prompt, summary, task) is kept byte-identical; the cache from the
+        first elided message onward is lost once, instead of a little every turn.
+        """
+        keep_tail = 6
+        first_changed = None
+        for index, message in enumerate(messages[:-keep_tail] if len(messages) > keep_tail else []):
+            if message.get("role") == "tool" and not message["content"].startswith("[elided"):
+                if first_changed is None:
+                    first_changed = index
+                message["content"] = f"[elided to save context: {len(message['content'])} chars]"
+        self.outcome.compactions += 1
+        after = self._prompt_tokens(messages)
+        self.trajectory.event("compaction", reason=reason, first_changed_message=first_changed,
+                              prompt_estimate_after=after)
+        self.progress(f"compacted context ({reason}); ~{after} tokens now")
+        self._sent = 0  # the next request logs the full (rewritten) history
+        return after
+
+    # -- tools ------------------------------------------------------------------------------
+    def _run_tool(self, call_id: str, name: str, arguments: str) -> str:
+        self.trajectory.event("tool_call", id=call_id, name=name, arguments=arguments)
+        observation = dispatch(self._by_name, name, arguments, self.ctx)
+        try:
+            args = json.loads(arguments or "{}")
+            if isinstance(args, dict) and isinstance(args.get("path"), str):
+                self._last_paths.add(args["path"].lstrip("./") or ".")
+        except json.JSONDecodeError:
+            pass
+        text = cut_middle(observation.text, self.max_observation_chars)
+        self.trajectory.event("tool_result", id=call_id, name=name, ok=observation.ok, content=text,
+                              data=observation.data)
+        if name == "run_tests" and "run" in observation.data:
+            run = observation.data["run"]
+            for target in self.ctx.target_tests:
+                self.policy.record_test_run(target, _passed(run, target))
+        self._last_observation = observation
+        return text
+
+    def _targets_green(self, name: str) -> bool:
+        if name != "run_tests" or not self.ctx.target_tests:
+            return False
+        run = getattr(self, "_last_observation", None)
+        data = run.data.get("run") if run is not None else None
+        return bool(data) and all(_passed(data, t) for t in self.ctx.target_tests)
+
+    def _verify(self) -> Verification:
+        verdict = self.verifier()
+        self.trajectory.event("test_run", purpose="verify", resolved=verdict.resolved, detail=verdict.detail,
+                              runs=[r.to_dict() if hasattr(r, "to_dict") else str(r) for r in verdict.runs])
+        self.progress(("✓ " if verdict.resolved else "✗ ") + verdict.detail)
+        return verdict
+
+
+def _passed(run: Any, selector: str) -> bool:
+    """`run` is TestRun data as a dict: does every node id under `selector` pass (and is there one)?"""
+    outcomes: dict[str, str] = run.get("outcomes", {}) if isinstance(run, dict) else run.outcomes
+    hits = [o for node, o in outcomes.items() if node == selector or node.startswith(selector + "::")
+            or node.startswith(selector + "[")]
+    return bool(hits) and all(o in ("passed", "xfailed") for o in hits)

@@ -1,0 +1,66 @@
+"""The run's report: the public contract's fields, written as report.json beside the trajectory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from agent.budget import Budget
+from agent.errors import EXIT_ENVIRONMENT, EXIT_RESOLVED, EXIT_UNRESOLVED
+from agent.gitops import Worktree
+from agent.loop import LoopOutcome
+from agent.task import Task
+from tools.testing import TestRun
+
+
+def _tests(run: TestRun | None, targets: list[str]) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "counts": run.counts(),
+        "targets": {t: ("passed" if run.passed(t) else "failed") for t in targets},
+        "failing": run.failed_ids()[:50],
+    }
+
+
+def build_report(*, task: Task, outcome: LoopOutcome, worktree: Worktree, commit: str | None, patch: str,
+                 budget: Budget, baseline: TestRun | None, final: TestRun | None, run_dir: Path,
+                 sandbox_kind: str, notes: list[str], elapsed: float) -> dict[str, Any]:
+    usage = budget.usage
+    return {
+        "status": outcome.status,
+        "stop_reason": outcome.stop_reason,
+        "task": task.text,
+        "branch": worktree.branch,
+        "base_commit": worktree.base_commit,
+        "commit": commit,
+        "patch": patch,
+        "turns": budget.turns,
+        "usage": {
+            "input_tokens": usage.prompt_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "output_tokens": usage.completion_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "cached_share": round(usage.cached_share, 4),
+        },
+        "cost": {"usd": round(budget.cost_usd, 6), "rmb": round(budget.cost_rmb, 6)},
+        "calls": {"high": outcome.calls.get("high", 0), "max": outcome.calls.get("max", 0)},
+        "max_extra_cost": {k: round(v, 6) for k, v in outcome.max_extra_cost.items()},
+        "compactions": outcome.compactions,
+        "tests": {"target": task.targets, "before": _tests(baseline, task.targets),
+                  "after": _tests(final, task.targets)},
+        "sandbox": sandbox_kind,
+        "elapsed_seconds": round(elapsed, 2),
+        "notes": notes,
+        "run_dir": str(run_dir),
+    }
+
+
+def write_report(run_dir: Path, report: dict[str, Any]) -> None:
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
+                                         encoding="utf-8")
+
+
+def exit_code_for(status: str) -> int:
+    return {"resolved": EXIT_RESOLVED, "error": EXIT_ENVIRONMENT}.get(status, EXIT_UNRESOLVED)

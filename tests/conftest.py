@@ -1,0 +1,52 @@
+"""Shared fixtures: isolated agent homes, sample repos made with real git, the CLI in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evals.sample_repo import make_sample_repo
+
+TEST_KEY = "sk-test-7f3a9c1e5b2d4f60-secret"
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def agent_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AGENT_", "GLM_", "ZAI_"))}
+    env.update({
+        "AGENT_HOME": str(tmp_path / "agent-home"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "GLM_API_KEY": TEST_KEY,
+        "NO_COLOR": "1",
+        "COLUMNS": "200",
+    })
+    return env
+
+
+@pytest.fixture
+def sample_repo(tmp_path: Path) -> Path:
+    return make_sample_repo(tmp_path / "shop")
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 180, cwd: Path | None = None) -> CliResult:
+    proc = subprocess.run([sys.executable, "-m", "agent.cli", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
