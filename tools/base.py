@@ -32,6 +32,19 @@ class Observation:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ToolLimits:
+    """How much a tool shows at once; the loop may fill these from config."""
+
+    search_line_chars: int = 200  # a matching line longer than this is cut around the match
+    view_lines: int = 200  # window `view` shows when no range (or too wide a range) is asked
+    view_line_chars: int = 1000
+    listing_entries: int = 300  # directory entries `view` lists
+    snippet_context: int = 3  # lines shown around an edit, and around candidates
+    edit_candidates: int = 3  # nearest snippets shown when `old` is not found
+    test_output_chars: int = 6000  # failure output `run_tests` shows (head and tail kept)
+
+
 @dataclass
 class ToolContext:
     """Everything a tool may touch. Built by the loop once per task."""
@@ -48,6 +61,7 @@ class ToolContext:
     touched: set[str] = field(default_factory=set)  # repo-relative paths viewed/edited, for policy
     comments: list[dict[str, Any]] = field(default_factory=list)  # review mode findings
     finished: str | None = None  # the summary passed to `finish`
+    limits: ToolLimits = field(default_factory=ToolLimits)
 
 
 class Tool:
@@ -86,7 +100,9 @@ def dispatch(tools: dict[str, Tool], name: str, raw_arguments: str, ctx: ToolCon
     try:
         payload = json.loads(raw_arguments or "{}")
     except json.JSONDecodeError as exc:
-        return Observation(f"error: arguments of {name} are not valid JSON ({exc.msg} at {exc.pos})", ok=False)
+        return Observation(
+            f"error: arguments of {name} are not valid JSON ({exc.msg} at {exc.pos})", ok=False
+        )
     if not isinstance(payload, dict):
         return Observation(f"error: arguments of {name} must be a JSON object", ok=False)
     try:
@@ -119,6 +135,32 @@ def resolve_path(ctx: ToolContext, path: str, *, must_exist: bool = True) -> Pat
     if must_exist and not full.exists():
         raise ToolRefused(f"{path}: no such file or directory")
     return full
+
+
+def check_writable(ctx: ToolContext, rel: str) -> None:
+    """Refuse writes to git metadata, protected test files, and paths outside the scope fence."""
+    parts = Path(rel).parts
+    if ".git" in parts:
+        raise ToolRefused(f"{rel}: git metadata is not editable")
+    if ctx.protected_paths is not None and not ctx.allow_test_edits and ctx.protected_paths(rel):
+        raise ToolRefused(
+            f"{rel} is a test file. Tests are the evidence the fix is judged by, so they are not edited; "
+            "change the code under test instead (a user can allow test edits with --allow-test-edits)."
+        )
+    if ctx.scope_fence and not in_scope(ctx, rel):
+        fence = ", ".join(ctx.scope_fence)
+        raise ToolRefused(f"{rel} is outside the task's scope ({fence}); only files there may be changed")
+
+
+def in_scope(ctx: ToolContext, rel: str) -> bool:
+    """True when `rel` lies under one of the scope-fence directories (or there is no fence)."""
+    if not ctx.scope_fence:
+        return True
+    for fence in ctx.scope_fence:
+        f = fence.strip("/").removeprefix("./")
+        if f in ("", ".") or rel == f or rel.startswith(f + "/"):
+            return True
+    return False
 
 
 def relative(ctx: ToolContext, full: Path) -> str:

@@ -1,0 +1,138 @@
+"""`edit`: replace one exact, unique occurrence of `old` with `new` in a file.
+
+Exactness keeps edits reviewable and safe; when `old` is not found the observation
+shows the nearest snippets of the file (with line numbers) so the model can copy
+the real text instead of guessing again, and when it occurs several times it
+says where, so the model can add context.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from pydantic import BaseModel, Field
+
+from tools.base import Observation, Tool, ToolContext, ToolRefused, check_writable, relative, resolve_path
+from tools.textutil import number_lines, plural
+from tools.view import read_text
+
+MAX_WINDOWS = 20_000  # candidate windows compared exactly; larger files get a coarser stride
+
+
+class EditArgs(BaseModel):
+    path: str = Field(description="File to edit, relative to the repo root.")
+    old: str = Field(
+        min_length=1,
+        description="Exact text to replace, copied from the file (whitespace and indentation included, "
+        "without line numbers). It must occur exactly once: add surrounding lines to make it unique.",
+    )
+    new: str = Field(description="Replacement text (may be empty to delete `old`).")
+
+
+def occurrences(text: str, old: str) -> list[int]:
+    """Start offsets of every occurrence of `old`, overlapping ones included."""
+    found, at = [], text.find(old)
+    while at != -1:
+        found.append(at)
+        at = text.find(old, at + 1)
+    return found
+
+
+def line_of(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def nearest(lines: list[str], old: str, count: int) -> list[tuple[float, int]]:
+    """(similarity, first line index) of the line windows most like `old`, best first, not overlapping."""
+    size = max(len(old.splitlines()), 1)
+    target = "\n".join(line.strip() for line in old.splitlines())
+    windows = max(len(lines) - size + 1, 1)
+    stride = max(windows // MAX_WINDOWS, 1)
+    matcher = difflib.SequenceMatcher(autojunk=False)
+    matcher.set_seq2(target)
+    scored = []
+    for i in range(0, windows, stride):
+        matcher.set_seq1("\n".join(line.strip() for line in lines[i:i + size]))
+        if matcher.real_quick_ratio() < 0.3 or matcher.quick_ratio() < 0.3:
+            continue
+        scored.append((matcher.ratio(), i))
+    scored.sort(key=lambda s: (-s[0], s[1]))
+    picked: list[tuple[float, int]] = []
+    for score, i in scored:
+        if score < 0.4 or len(picked) == count:
+            break
+        if all(abs(i - j) >= size for _, j in picked):
+            picked.append((score, i))
+    return picked
+
+
+def snippet(lines: list[str], first: int, last: int, context: int) -> str:
+    """Numbered lines first..last (0-based, inclusive) with `context` lines around."""
+    lo, hi = max(first - context, 0), min(last + context, len(lines) - 1)
+    return number_lines(lines[lo:hi + 1], lo + 1)
+
+
+class Edit(Tool):
+    name = "edit"
+    description = (
+        "Replace exactly one occurrence of `old` with `new` in a file. `old` must match the file exactly "
+        "(including indentation) and occur once; if it does not, you are shown the closest text or the "
+        "places it occurs. Test files cannot be edited."
+    )
+    Args = EditArgs
+    writes = True
+
+    def run(self, args: EditArgs, ctx: ToolContext) -> Observation:
+        full = resolve_path(ctx, args.path)
+        if full.is_dir():
+            raise ToolRefused(f"{args.path} is a directory")
+        rel = relative(ctx, full)
+        check_writable(ctx, rel)
+        ctx.touched.add(rel)
+        text, clean = read_text(full)
+        if text is None or not clean:
+            raise ToolRefused(f"{rel} is binary or not UTF-8 text; it cannot be edited safely")
+        old, new = args.old, args.new
+        if "\r\n" in text and "\r" not in old:  # the model writes \n; the file uses CRLF
+            old, new = old.replace("\n", "\r\n"), new.replace("\r\n", "\n").replace("\n", "\r\n")
+        if old == new:
+            return Observation("error: old and new are identical; nothing to change", ok=False)
+        found = occurrences(text, old)
+        if not found:
+            return self._miss(rel, text, args.old, ctx)
+        if len(found) > 1:
+            lines = sorted({line_of(text, at) for at in found})
+            return Observation(
+                f"error: old occurs {len(found)} times in {rel} (starting at lines "
+                f"{', '.join(map(str, lines[:20]))}{', ...' if len(lines) > 20 else ''}); "
+                "include more surrounding lines in old so it matches exactly one place",
+                ok=False, data={"path": rel, "occurrences": len(found)},
+            )
+        at = found[0]
+        updated = text[:at] + new + text[at + len(old):]
+        full.write_bytes(updated.encode("utf-8"))
+        first = line_of(updated, at) - 1
+        last = first + max(new.count("\n") - (1 if new.endswith("\n") else 0), 0)
+        shown = snippet(updated.splitlines(), first, last, ctx.limits.snippet_context)
+        return Observation(f"edited {rel}:\n{shown}", data={"path": rel, "edited": True})
+
+    @staticmethod
+    def _miss(rel: str, text: str, old: str, ctx: ToolContext) -> Observation:
+        lines = text.splitlines()
+        picks = nearest(lines, old, ctx.limits.edit_candidates)
+        size = max(len(old.splitlines()), 1)
+        if not picks:
+            return Observation(
+                f"error: old was not found in {rel}, and nothing in the file is close to it; "
+                "view the file to copy the exact text",
+                ok=False, data={"path": rel, "occurrences": 0},
+            )
+        parts = [f"error: old was not found in {rel}. The closest {plural(len(picks), 'snippet')} "
+                 "in the file (copy the exact text, without line numbers):"]
+        for score, i in picks:
+            parts.append(f"--- lines {i + 1}-{min(i + size, len(lines))} ({score:.0%} similar)")
+            parts.append(snippet(lines, i, min(i + size, len(lines)) - 1, 0))
+        stripped = "\n".join(line.strip() for line in old.splitlines())
+        if any("\n".join(line.strip() for line in lines[i:i + size]) == stripped for _, i in picks):
+            parts.append("[the text matches apart from indentation/whitespace: copy the exact indentation]")
+        return Observation("\n".join(parts), ok=False, data={"path": rel, "occurrences": 0})

@@ -1,0 +1,25 @@
+"""`finish`: the model says it is done; the loop, not the model, decides whether that is true."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from tools.base import Observation, Tool, ToolContext
+
+
+class FinishArgs(BaseModel):
+    summary: str = Field(min_length=1, description="What you changed and why, in a few sentences.")
+
+
+class Finish(Tool):
+    name = "finish"
+    description = (
+        "Call when you are done (or cannot make progress), with a short summary. In fix mode the target "
+        "tests are then run to verify; if they still fail you will be told and can continue."
+    )
+    Args = FinishArgs
+
+    def run(self, args: FinishArgs, ctx: ToolContext) -> Observation:
+        ctx.finished = args.summary.strip()
+        return Observation("Noted. The loop will now verify the target tests itself; the result decides "
+                           "whether the task is done.", data={"finished": True})

@@ -1,0 +1,52 @@
+"""Text shaping shared by every tool: cutting long text so observations stay bounded.
+
+One place decides how text is shortened, so the model always sees the same kind
+of note ("[... N chars cut ...]") and learns to narrow its request.
+"""
+
+from __future__ import annotations
+
+
+def cut_middle(text: str, limit: int, *, what: str = "chars") -> str:
+    """Keep the head and tail of `text` within about `limit` chars, with a note of what was cut.
+
+    Cuts on line boundaries when that loses little, so numbered lines stay whole.
+    """
+    if limit <= 0 or len(text) <= limit:
+        return text
+    keep = max(limit - 60, 2)
+    head_len, tail_len = keep * 2 // 5, keep - keep * 2 // 5
+    head, tail = text[:head_len], text[len(text) - tail_len:]
+    nl = head.rfind("\n")
+    if nl > head_len * 3 // 4:
+        head = head[: nl + 1]
+    nl = tail.find("\n")
+    if 0 <= nl < tail_len // 4:
+        tail = tail[nl + 1:]
+    cut = len(text) - len(head) - len(tail)
+    sep = "" if head.endswith("\n") else "\n"
+    return f"{head}{sep}[... {cut} {what} cut ...]\n{tail}"
+
+
+def cut_line(line: str, width: int, *, center: int | None = None) -> str:
+    """Shorten one long line to about `width` chars, keeping the part around `center` (a match)."""
+    if width <= 0 or len(line) <= width:
+        return line
+    if center is None or center < width:
+        return line[:width] + f" [... {len(line) - width} chars cut]"
+    start = max(0, min(center - width // 3, len(line) - width))
+    end = start + width
+    before = f"[{start} chars cut ...] " if start else ""
+    after = f" [... {len(line) - end} chars cut]" if end < len(line) else ""
+    return before + line[start:end] + after
+
+
+def number_lines(lines: list[str], first: int, *, width: int = 0) -> str:
+    """Render lines with right-aligned 1-based numbers, the format `view`, `edit` and `outline` share."""
+    last = first + len(lines) - 1
+    pad = max(width, len(str(last)))
+    return "\n".join(f"{n:>{pad}}\t{text}" for n, text in enumerate(lines, start=first))
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")

@@ -1,0 +1,98 @@
+"""`view`: numbered lines of a file in a bounded window, or a directory listing.
+
+The window is bounded so one call cannot flood the context; the observation says
+exactly which call shows the next part.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from tools.base import Observation, Tool, ToolContext, relative, resolve_path
+from tools.textutil import cut_line, number_lines
+
+BINARY_SNIFF = 8192
+
+
+class ViewArgs(BaseModel):
+    path: str = Field(description="File or directory, relative to the repo root.")
+    start: int | None = Field(default=None, ge=1, description="First line to show (1-based).")
+    end: int | None = Field(default=None, ge=1, description="Last line to show (1-based, inclusive).")
+
+
+def read_text(full: Path) -> tuple[str | None, bool]:
+    """File text (undecodable bytes replaced) and whether it was clean UTF-8; None for a binary file."""
+    data = full.read_bytes()
+    if b"\x00" in data[:BINARY_SNIFF]:
+        return None, False
+    try:
+        return data.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return data.decode("utf-8", errors="replace"), False
+
+
+def _entry(p: Path, root: Path) -> str:
+    name = p.name + ("/" if p.is_dir() else "")
+    if p.is_symlink():
+        target = p.resolve()
+        if target != root and root not in target.parents:
+            return name + " (symlink out of the repository)"
+    return name
+
+
+def listing(full: Path, rel: str, limit: int, root: Path) -> str:
+    entries = sorted(
+        (p for p in full.iterdir() if p.name != ".git"), key=lambda p: (not p.is_dir(), p.name)
+    )
+    lines = [_entry(p, root) for p in entries[:limit]]
+    head = f"{rel}/ ({len(entries)} entries)" if rel != "." else f"repository root ({len(entries)} entries)"
+    more = [f"[... {len(entries) - limit} more entries not shown]"] if len(entries) > limit else []
+    return "\n".join([head, *lines, *more])
+
+
+class View(Tool):
+    name = "view"
+    description = (
+        "Show a file with numbered lines (a window of at most about 200 lines; give start/end for other "
+        "parts), or list a directory. Line numbers are for reference only: they are not part of the file."
+    )
+    Args = ViewArgs
+
+    def run(self, args: ViewArgs, ctx: ToolContext) -> Observation:
+        full = resolve_path(ctx, args.path)
+        rel = relative(ctx, full)
+        if full.is_dir():
+            text = listing(full, rel, ctx.limits.listing_entries, ctx.root.resolve())
+            return Observation(text, data={"path": rel, "dir": True})
+        ctx.touched.add(rel)
+        text, clean = read_text(full)
+        if text is None:
+            size = full.stat().st_size
+            return Observation(f"{rel}: binary file ({size} bytes); not shown", data={"path": rel})
+        lines = text.splitlines()
+        total = len(lines)
+        if total == 0:
+            return Observation(f"{rel}: empty file", data={"path": rel, "lines": 0})
+        window = ctx.limits.view_lines
+        start = args.start or 1
+        if args.end is not None and args.end < start:
+            return Observation(f"error: end ({args.end}) is before start ({start})", ok=False)
+        if start > total:
+            return Observation(f"error: {rel} has only {total} lines; start={start} is past the end",
+                               ok=False)
+        end = min(args.end or total, total, start + window - 1)
+        width = ctx.limits.view_line_chars
+        body = number_lines([cut_line(line, width) for line in lines[start - 1:end]], start)
+        notes = []
+        if not clean:
+            notes.append("[the file is not valid UTF-8; undecodable bytes are shown as \ufffd]")
+        if start > 1 or end < total:
+            notes.append(f"[lines {start}-{end} of {total}]")
+        if end < min(args.end or total, total):
+            notes.append(f"[at most {window} lines a call; to see more: view path={rel!r} start={end + 1}]")
+        elif end < total:
+            notes.append(f"[more below: view path={rel!r} start={end + 1}]")
+        return Observation("\n".join([body, *notes]), data={"path": rel, "start": start, "end": end,
+                                                            "lines": total})
