@@ -3,7 +3,8 @@
 The local sandbox is the no-Docker path: a subprocess per command, in its own
 process group so a timeout kills everything the command spawned (a test that
 forks a sleeper must not outlive the run), with output kept bounded in memory.
-It cannot enforce a read-only worktree, so in read-only mode it runs nothing.
+A host process cannot be denied writes to the worktree, so in read-only mode the
+commands run in a scratch copy of it (without .git and virtualenvs), removed at stop.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -25,6 +27,8 @@ from sandbox.base import ExecResult, Sandbox, SandboxError
 SECRET_ENV = ("GLM_API_KEY", "ZAI_API_KEY", "GITHUB_TOKEN", "GH_TOKEN",
               "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
 READER_GRACE = 3.0  # seconds to wait for pipes a detached grandchild may still hold open
+SCRATCH_SKIP = (".git", ".venv", "venv", "__pycache__", "node_modules", ".tox", ".nox", ".mypy_cache",
+                ".pytest_cache", ".ruff_cache")
 
 
 def repo_python(root: Path, environ: dict[str, str] | None = None) -> tuple[str, Path | None]:
@@ -106,17 +110,37 @@ class LocalSandbox(Sandbox):
 
     kind = "local"
 
-    def __init__(self, root: Path, *, read_only: bool = False, max_output_bytes: int = 2_000_000) -> None:
+    def __init__(self, root: Path, *, read_only: bool = False, env_root: Path | None = None,
+                 max_output_bytes: int = 2_000_000) -> None:
+        """`env_root`: where the repo's `.venv` is (the user's checkout when `root` is a worktree)."""
         super().__init__(root, read_only=read_only)
         self.max_output_bytes = max_output_bytes
-        self.python, self.venv = repo_python(self.root)
+        self.python, self.venv = repo_python(Path(env_root) if env_root is not None else self.root)
+        self._scratch: Path | None = None
+
+    @property
+    def cwd(self) -> Path:
+        """Where commands run: the worktree, or its scratch copy in read-only mode."""
+        return self._scratch / self.root.name if self._scratch is not None else self.root
 
     def start(self) -> None:
         if not self.root.is_dir():
             raise SandboxError(f"{self.root}: not a directory")
+        if self.read_only and self._scratch is None:
+            scratch = Path(tempfile.mkdtemp(prefix="agent-readonly-"))
+            try:
+                shutil.copytree(self.root, scratch / self.root.name, symlinks=True,
+                                ignore=shutil.ignore_patterns(*SCRATCH_SKIP))
+            except (OSError, shutil.Error) as exc:
+                shutil.rmtree(scratch, ignore_errors=True)
+                raise SandboxError(f"cannot copy {self.root} for a read-only run: {exc}") from exc
+            self._scratch = scratch
 
     def stop(self) -> None:
-        """Nothing stays running between commands: each exec cleans up its own process group."""
+        """Each exec cleans up its own process group; only a read-only scratch copy is left to remove."""
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
@@ -132,14 +156,14 @@ class LocalSandbox(Sandbox):
         return list(command)
 
     def exec(self, command: list[str], timeout: float) -> ExecResult:
-        if self.read_only:
-            raise SandboxError("the local sandbox cannot keep a worktree read-only; it runs nothing then")
+        if self.read_only and self._scratch is None:
+            self.start()
         if not command:
             raise ValueError("empty command")
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                self.argv(command), cwd=self.root, env=self.environment(), stdin=subprocess.DEVNULL,
+                self.argv(command), cwd=self.cwd, env=self.environment(), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
             )
         except OSError as exc:

@@ -89,13 +89,36 @@ def test_huge_output_is_bounded_head_and_tail(tmp_path, monkeypatch):
     assert "bytes of output cut" in result.stdout
 
 
-def test_missing_command_and_read_only(box, tmp_path):
+def test_missing_command_and_root(box, tmp_path):
     result = box.exec(["no-such-binary-here"], timeout=5)
     assert result.exit_code == 127 and "cannot run" in result.stderr
     with pytest.raises(SandboxError):
-        LocalSandbox(tmp_path, read_only=True).exec(["true"], timeout=5)
-    with pytest.raises(SandboxError):
         LocalSandbox(tmp_path / "missing").start()
+
+
+def test_read_only_runs_in_a_scratch_copy(tmp_path):
+    root = tmp_path / "repo"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "keep.txt").write_text("original\n")
+    (root / ".git").mkdir()
+    with LocalSandbox(root, read_only=True) as box:
+        result = box.exec(["sh", "-c", "cat pkg/keep.txt; ls -a; echo changed > pkg/keep.txt; touch new.txt"],
+                          timeout=10)
+        assert result.exit_code == 0 and result.stdout.startswith("original")
+        assert ".git" not in result.stdout.split()
+        scratch = box.cwd
+        assert scratch != root and (scratch / "new.txt").exists()
+    assert (root / "pkg" / "keep.txt").read_text() == "original\n" and not (root / "new.txt").exists()
+    assert not scratch.exists()
+
+
+def test_env_root_supplies_the_venv(tmp_path, monkeypatch):
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    user = tmp_path / "user"
+    fake_python(user / ".venv" / "bin", "user-venv")
+    (tmp_path / "worktree").mkdir()
+    box = LocalSandbox(tmp_path / "worktree", env_root=user)
+    assert box.exec(["python", "-V"], timeout=10).stdout.strip() == "user-venv -V"
 
 
 def test_python_is_the_repos_interpreter(tmp_path, monkeypatch):

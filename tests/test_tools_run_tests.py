@@ -116,7 +116,8 @@ def test_every_outcome_is_parsed(full_run: TestRun):
     }
     assert full_run.exit_code == 1 and not full_run.timed_out and not full_run.collected_none
     assert full_run.failed_ids() == [f + "test_discount", f + "test_ids[x - y]", f + "test_uses_broken"]
-    assert full_run.summary_counts() == {"error": 1, "failed": 2, "skipped": 1, "xfailed": 1, "passed": 4}
+    assert full_run.counts() == {"error": 1, "failed": 2, "skipped": 1, "xfailed": 1, "passed": 4}
+    assert full_run.short_summary() == "1 error, 2 failed, 1 skipped, 1 xfailed, 4 passed (pytest exit 1)"
 
 
 def test_selector_matching(full_run: TestRun):
@@ -131,6 +132,7 @@ def test_selector_matching(full_run: TestRun):
     assert not full_run.passed("tests/test_cart.py") and not full_run.passed("tests")
     assert not full_run.passed(f + "test_su")  # a prefix of a name is not a selector
     assert not full_run.passed("tests/test_other.py")  # not run at all
+    assert full_run.matches(f + "test_skipped") and not full_run.matches("tests/test_other.py")
     assert TestRun.from_dict(json.loads(json.dumps(full_run.to_dict()))) == full_run
 
 
@@ -154,7 +156,8 @@ def test_collection_error_counts_against_selectors_inside(box: LocalSandbox):
 def test_no_tests_collected(box: LocalSandbox, selector: str):
     run = run_pytest(box, [selector], CMD, 60)
     assert run.collected_none and run.exit_code == 4 and run.outcomes == {}
-    assert not run.passed(selector)
+    assert not run.passed(selector) and not run.matches(selector)
+    assert run.short_summary() == "no tests collected (pytest exit 4)"
 
 
 def test_timeout_kills_the_test_and_its_child(box: LocalSandbox, repo: Path):

@@ -36,8 +36,7 @@ def describe(run: TestRun, selectors: list[str], limit: int) -> str:
     if run.collected_none:
         return (f"no tests matched {what} (pytest exit {run.exit_code}). Check the selector: a path relative "
                 "to the repo root, optionally ::test_name.\n" + cut_middle(run.output.strip(), limit // 4))
-    counts = ", ".join(f"{n} {outcome}" for outcome, n in run.summary_counts().items())
-    counts = counts or "no outcomes parsed"
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in run.counts().items()) or "no outcomes parsed"
     head = f"{counts} in {run.duration:.1f}s (pytest exit {run.exit_code})"
     failed = run.failed_ids()
     if not failed and run.exit_code == 0:

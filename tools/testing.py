@@ -60,6 +60,10 @@ class TestRun:
                 hits[node] = outcome
         return hits
 
+    def matches(self, selector: str) -> bool:
+        """Did the run report any node for this selector (a selector naming no test is bad input)?"""
+        return bool(self.matching(selector))
+
     def passed(self, selector: str) -> bool:
         """True when the selector matched something, nothing of it failed or errored, and one passed.
 
@@ -74,11 +78,23 @@ class TestRun:
     def failed_ids(self) -> list[str]:
         return sorted(node for node, o in self.outcomes.items() if o in ("failed", "error"))
 
-    def summary_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
+    def counts(self) -> dict[str, int]:
+        """Outcome -> number of nodes, worst outcome first."""
+        tally: dict[str, int] = {}
         for outcome in self.outcomes.values():
-            counts[outcome] = counts.get(outcome, 0) + 1
-        return dict(sorted(counts.items(), key=lambda kv: _RANK.get(kv[0], 9)))
+            tally[outcome] = tally.get(outcome, 0) + 1
+        return dict(sorted(tally.items(), key=lambda kv: _RANK.get(kv[0], 9)))
+
+    summary_counts = counts
+
+    def short_summary(self) -> str:
+        """One line for progress output: `2 failed, 5 passed (exit 1)`, or why there are no outcomes."""
+        if self.timed_out:
+            return f"timed out after {self.duration:.0f}s"
+        if self.collected_none:
+            return f"no tests collected (pytest exit {self.exit_code})"
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in self.counts().items()) or "no outcomes parsed"
+        return f"{counts} (pytest exit {self.exit_code})"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
