@@ -1,0 +1,68 @@
+"""`agent sandbox ...` commands and the Docker lines of `agent doctor` (also `python -m sandbox.cli`)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from sandbox.base import SandboxError
+from sandbox.base_image import RELEASES, base_image_status, build_base
+from sandbox.engine import engine_status
+
+sandbox_app = typer.Typer(help="Manage the Docker sandbox: base image and stray containers.",
+                          no_args_is_help=True)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@sandbox_app.command("build-base")
+def build_base_cmd(
+    python: str = typer.Option("3.11", help=f"Python of the image: {', '.join(RELEASES)}"),
+) -> None:
+    """Build the base image from Debian packages (no registry); does nothing when it exists."""
+    try:
+        tag = build_base(python, log=_log)
+    except SandboxError as exc:
+        _log(f"error: {exc}")
+        raise typer.Exit(3) from None
+    print(tag)
+
+
+@sandbox_app.command("gc")
+def gc_cmd(
+    force: bool = typer.Option(False, "--force", help="Remove every sandbox container, live or not."),
+) -> None:
+    """Remove sandbox containers left behind by runs that died."""
+    from sandbox.docker import gc
+
+    try:
+        removed = gc(force=force)
+    except SandboxError as exc:
+        _log(f"error: {exc}")
+        raise typer.Exit(3) from None
+    for name in removed:
+        print(name)
+    _log(f"removed {len(removed)} container(s)")
+
+
+def doctor_checks(python: str = "3.11") -> list[tuple[str, bool, str]]:
+    """(name, ok, detail or fix) for the engine and the base image."""
+    ok, detail = engine_status()
+    checks = [("docker engine", ok, detail)]
+    if not ok:
+        checks.append(("base image", False, "needs the engine first; then: `agent sandbox build-base`"))
+        return checks
+    try:
+        exists, tag = base_image_status(python)
+    except SandboxError as exc:
+        return [*checks, ("base image", False, str(exc))]
+    fix = f"missing; fix: `sudo agent sandbox build-base --python {python}` (debootstrap, about a minute)"
+    checks.append((f"base image (Python {python})", exists, tag if exists else f"{tag} {fix}"))
+    return checks
+
+
+if __name__ == "__main__":
+    sandbox_app()
