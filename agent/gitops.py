@@ -39,7 +39,7 @@ def open_repo(path: Path) -> git.Repo:
     if repo.bare:
         raise BadInput(f"bare repository has no files to work on: {path}")
     try:
-        repo.head.commit
+        _ = repo.head.commit
     except ValueError:
         raise BadInput(f"repository has no commits yet: {path}") from None
     return repo

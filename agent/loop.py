@@ -21,6 +21,7 @@ from agent.prompting import render
 from agent.trajectory import Trajectory
 from agent.verify import Verification
 from tools.base import Tool, ToolContext, dispatch
+from tools.testing import TestRun
 from tools.textutil import cut_middle
 
 MAX_SILENT_TURNS = 2
@@ -196,30 +197,25 @@ class Loop:
         self.trajectory.event("tool_result", id=call_id, name=name, ok=observation.ok, content=text,
                               data=observation.data)
         if name == "run_tests" and "run" in observation.data:
-            run = observation.data["run"]
+            run = TestRun.from_dict(observation.data["run"])
             for target in self.ctx.target_tests:
-                self.policy.record_test_run(target, _passed(run, target))
+                self.policy.record_test_run(target, run.passed(target))
         self._last_observation = observation
         return text
 
     def _targets_green(self, name: str) -> bool:
         if name != "run_tests" or not self.ctx.target_tests:
             return False
-        run = getattr(self, "_last_observation", None)
-        data = run.data.get("run") if run is not None else None
-        return bool(data) and all(_passed(data, t) for t in self.ctx.target_tests)
+        observation = getattr(self, "_last_observation", None)
+        data = observation.data.get("run") if observation is not None else None
+        if not data:
+            return False
+        run = TestRun.from_dict(data)
+        return all(run.passed(t) for t in self.ctx.target_tests)
 
     def _verify(self) -> Verification:
         verdict = self.verifier()
         self.trajectory.event("test_run", purpose="verify", resolved=verdict.resolved, detail=verdict.detail,
-                              runs=[r.to_dict() if hasattr(r, "to_dict") else str(r) for r in verdict.runs])
+                              runs=[r.to_dict() for r in verdict.runs])
         self.progress(("✓ " if verdict.resolved else "✗ ") + verdict.detail)
         return verdict
-
-
-def _passed(run: Any, selector: str) -> bool:
-    """`run` is TestRun data as a dict: does every node id under `selector` pass (and is there one)?"""
-    outcomes: dict[str, str] = run.get("outcomes", {}) if isinstance(run, dict) else run.outcomes
-    hits = [o for node, o in outcomes.items() if node == selector or node.startswith(selector + "::")
-            or node.startswith(selector + "[")]
-    return bool(hits) and all(o in ("passed", "xfailed") for o in hits)

@@ -47,6 +47,5 @@ def verify(sandbox: Sandbox, *, targets: list[str], selection: list[str], baseli
             if len(runs) > 1:
                 parts.append("(passed once, then failed: flaky)")
             return Verification(False, "; ".join(parts), failing, lost, runs)
-    counts = runs[-1].summary_counts() if hasattr(runs[-1], "summary_counts") else {}
-    detail = f"targets pass in {repeats} consecutive runs; no regressions" + (f" ({counts})" if counts else "")
+    detail = f"targets pass in {repeats} consecutive runs, no regressions ({runs[-1].short_summary()})"
     return Verification(True, detail, [], [], runs)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -61,9 +60,9 @@ def test_resolves_on_a_branch_and_leaves_the_checkout_alone(sample_repo, agent_e
     assert events[0] == "start" and events[-1] == "stop"
     assert {"request", "response", "tool_call", "tool_result", "test_run"} <= set(events)
     assert report["usage"]["input_tokens"] > 0 and report["cost"]["usd"] > 0
-    assert report["calls"] == {"high": 5, "max": 0}
+    assert report["calls"] == {"high": 4, "max": 0}  # a green run_tests ends it: no finish needed
     # progress lines on stderr, one per turn
-    assert result.stderr.count("turn ") >= 5
+    assert result.stderr.count("turn ") >= 4
 
 
 def test_key_never_written_or_printed(sample_repo, agent_env):
@@ -168,7 +167,6 @@ def test_bad_arguments_misses_and_escapes_become_observations(sample_repo, agent
     outside.write_text("secret outside the repo\n")
     turns = [
         {"tool_calls": [{"name": "view", "arguments": {"start": 3}}]},
-        {"tool_calls": [{"name": "view", "arguments": "{not json"}]},
         {"tool_calls": [{"name": "edit", "arguments": {"path": "shop/cart.py", "old": "return total - total*percent/10",
                                                        "new": "x"}}]},
         {"tool_calls": [{"name": "view", "arguments": {"path": "../outside.txt"}}]},
@@ -180,12 +178,11 @@ def test_bad_arguments_misses_and_escapes_become_observations(sample_repo, agent
         result = run_cli(fix_args(sample_repo, server), agent_env)
     assert result.code == 0, result.stderr
     results = tool_results(result.report)
-    texts = [r["content"] for r in results[:6]]
-    assert not any(r["ok"] for r in results[:6])
+    texts = [r["content"] for r in results[:5]]
+    assert not any(r["ok"] for r in results[:5])
     assert "path" in texts[0] and "invalid arguments" in texts[0]
-    assert "not valid JSON" in texts[1]
-    assert "return total - total * percent / 10" in texts[2]  # the nearest candidate is shown
-    assert "outside" in texts[3] and "secret outside" not in texts[3]
-    assert "absolute" in texts[4]
-    assert "test" in texts[5].lower()
+    assert "return total - total * percent / 10" in texts[1]  # the nearest candidate is shown
+    assert "outside" in texts[2] and "secret outside" not in texts[2]
+    assert "absolute" in texts[3]
+    assert "test file" in texts[4]
     assert "tests/test_cart.py" not in result.report["patch"]

@@ -157,8 +157,8 @@ class GLMClient:
     # ---- request -------------------------------------------------------------------------------
 
     def build_body(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], mode: str, *,
-                   request_id: str, stream: bool | None = None, tool_stream: bool | None = None
-                   ) -> dict[str, Any]:
+                   request_id: str, stream: bool | None = None, tool_stream: bool | None = None,
+                   max_tokens: int | None = None) -> dict[str, Any]:
         """The exact JSON body for one attempt; the mode's fragment is merged last."""
         if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -173,7 +173,7 @@ class GLMClient:
             body["tool_stream"] = True
         if stream and self.self_hosted:
             body["stream_options"] = {"include_usage": True}
-        body["max_tokens"] = self.settings.max_tokens
+        body["max_tokens"] = min(max_tokens, self.settings.max_tokens) if max_tokens else self.settings.max_tokens
         if self.settings.temperature is not None:
             body["temperature"] = self.settings.temperature
         body["request_id"] = request_id
@@ -191,8 +191,12 @@ class GLMClient:
 
     # ---- the call ------------------------------------------------------------------------------
 
-    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], mode: str) -> Completion:
-        """One model turn, assembled; retries transient failures; raises a ModelError otherwise."""
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], mode: str, *,
+                 max_tokens: int | None = None) -> Completion:
+        """One model turn, assembled; retries transient failures; raises a ModelError otherwise.
+
+        `max_tokens` caps this call's output below the configured limit (the budget's allowance).
+        """
         if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         call_id = f"agent-{uuid.uuid4().hex[:20]}"
@@ -203,7 +207,8 @@ class GLMClient:
         while True:
             attempt += 1
             request_id = f"{call_id}-{attempt}"
-            body = self.build_body(messages, tools, mode, request_id=request_id, tool_stream=tool_stream)
+            body = self.build_body(messages, tools, mode, request_id=request_id, tool_stream=tool_stream,
+                                   max_tokens=max_tokens)
             try:
                 completion = self._attempt(body, mode, allow_fallback=tool_stream and "tool_stream" in body)
             except _RetryWithoutToolStream:

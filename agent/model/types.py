@@ -91,7 +91,8 @@ class Completion:
 class ModelClient(Protocol):
     """The one interface the loop needs from a model."""
 
-    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], mode: Mode) -> Completion:
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], mode: Mode, *,
+                 max_tokens: int | None = None) -> Completion:
         ...
 
     def close(self) -> None:
