@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import copy
 import os
+import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
