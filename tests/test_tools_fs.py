@@ -380,7 +380,9 @@ def test_comment_records_valid_findings(ctx):
 
 def test_finish_sets_the_flag_only(ctx):
     obs = call(ctx, "finish", summary="  fixed the discount  ")
-    assert ctx.finished == "fixed the discount" and "verify" in obs.text
+    assert ctx.finished == "fixed the discount" and obs.text == "Noted; finishing."
+    ctx.sandbox = object()  # fix mode: the loop verifies
+    assert "verify the target tests" in call(ctx, "finish", summary="done").text
     assert not call(ctx, "finish", summary="").ok
 
 
@@ -388,3 +390,15 @@ def test_is_test_file_follows_pytest_conventions():
     assert is_test_file("tests/test_cart.py") and is_test_file("cart_test.py") and is_test_file("conftest.py")
     assert not is_test_file("src/cart.py") and not is_test_file("tests/helpers.py")
     assert not is_test_file("tests/test_data.json") and not is_test_file("src/testing.py")
+
+
+def test_edit_miss_on_a_big_file_is_fast_and_finds_the_block(ctx, repo):
+    import time
+
+    body = "".join(f"    value_{i} = compute(x, {i * 7 % 1000}) + other_{i % 7}\n" for i in range(5000))
+    (repo / "src" / "big.py").write_text(body)
+    old = "".join(body.splitlines(keepends=True)[2500:2510]).replace("compute", "compte")
+    started = time.perf_counter()
+    obs = call(ctx, "edit", path="src/big.py", old=old, new="x")
+    assert time.perf_counter() - started < 2.0
+    assert obs.text.splitlines()[1].startswith("--- lines 2501-2510")

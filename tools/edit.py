@@ -9,6 +9,9 @@ says where, so the model can add context.
 from __future__ import annotations
 
 import difflib
+import heapq
+import re
+from collections import Counter
 
 from pydantic import BaseModel, Field
 
@@ -16,7 +19,8 @@ from tools.base import Observation, Tool, ToolContext, ToolRefused, check_writab
 from tools.textutil import number_lines, plural
 from tools.view import read_text
 
-MAX_WINDOWS = 20_000  # candidate windows compared exactly; larger files get a coarser stride
+SHORTLIST = 24  # windows compared character by character, picked by a cheap token score
+_WORD = re.compile(r"\w+")
 
 
 class EditArgs(BaseModel):
@@ -43,18 +47,33 @@ def line_of(text: str, offset: int) -> int:
 
 
 def nearest(lines: list[str], old: str, count: int) -> list[tuple[float, int]]:
-    """(similarity, first line index) of the line windows most like `old`, best first, not overlapping."""
-    size = max(len(old.splitlines()), 1)
-    target = "\n".join(line.strip() for line in old.splitlines())
+    """(similarity, first line index) of the line windows most like `old`, best first, not overlapping.
+
+    A cheap pass scores every window by the rare words it shares with `old`; only a
+    shortlist is then compared with difflib, so a miss costs milliseconds on big files.
+    """
+    old_lines = [line.strip() for line in old.splitlines()] or [""]
+    size = len(old_lines)
+    target = "\n".join(old_lines)
+    words = set(_WORD.findall(old))
+    line_words = [words.intersection(_WORD.findall(line)) for line in lines]
+    df = Counter(w for found in line_words for w in found)
+    line_score = [sum(1.0 / df[w] for w in found) for found in line_words]
     windows = max(len(lines) - size + 1, 1)
-    stride = max(windows // MAX_WINDOWS, 1)
+    window_score = [0.0] * windows
+    running = sum(line_score[:size])
+    for i in range(windows):
+        window_score[i] = running
+        if i + size < len(lines):
+            running += line_score[i + size] - line_score[i]
+    shortlist = {i for i in heapq.nlargest(SHORTLIST, range(windows), key=window_score.__getitem__)
+                 if window_score[i] > 0}
     matcher = difflib.SequenceMatcher(autojunk=False)
     matcher.set_seq2(target)
     scored = []
-    for i in range(0, windows, stride):
+    near = {j for k in shortlist for j in (k - 1, k + 1) if 0 <= j < windows}  # off-by-one alignments
+    for i in sorted(shortlist | near):
         matcher.set_seq1("\n".join(line.strip() for line in lines[i:i + size]))
-        if matcher.real_quick_ratio() < 0.3 or matcher.quick_ratio() < 0.3:
-            continue
         scored.append((matcher.ratio(), i))
     scored.sort(key=lambda s: (-s[0], s[1]))
     picked: list[tuple[float, int]] = []

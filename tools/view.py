@@ -10,10 +10,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from tools.base import Observation, Tool, ToolContext, relative, resolve_path
+from tools.base import Observation, Tool, ToolContext, ToolRefused, relative, resolve_path
 from tools.textutil import cut_line, number_lines
 
 BINARY_SNIFF = 8192
+MAX_FILE_BYTES = 20_000_000  # larger files are refused: search them instead
 
 
 class ViewArgs(BaseModel):
@@ -24,6 +25,9 @@ class ViewArgs(BaseModel):
 
 def read_text(full: Path) -> tuple[str | None, bool]:
     """File text (undecodable bytes replaced) and whether it was clean UTF-8; None for a binary file."""
+    size = full.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ToolRefused(f"{full.name} is {size} bytes, too large to read whole; use search on it")
     data = full.read_bytes()
     if b"\x00" in data[:BINARY_SNIFF]:
         return None, False
