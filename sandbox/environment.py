@@ -6,10 +6,13 @@ and the base image. The repository itself is never baked in: it is mounted read-
 build and a `.pth` file puts the mounted worktree (`/repo`, `/repo/src`) on `sys.path` at run time,
 which is what an editable install would give a pure-Python project.
 
-How dependencies are installed without installing the repo: the project is copied inside the build
-container, `pip install`ed non-editable (with the usual test extras) so pip resolves exactly what
-its metadata declares (pyproject, setup.cfg and setup.py alike, dynamic metadata included), and
-then the project's own distribution is uninstalled, leaving only its dependencies.
+How dependencies are installed without baking in the repo: the project is copied inside the build
+container and `pip install`ed non-editable (with the usual test extras), so pip resolves exactly
+what its metadata declares (pyproject, setup.cfg and setup.py alike, dynamic metadata included);
+then the project's own code is deleted, keeping only its `.dist-info` (so `importlib.metadata`
+and entry points work) while the code comes from the mounted worktree. PEP 735 test groups,
+requirements files (minus lines that install the repo itself) and tox deps are added.
+Compiled extensions of the repo itself are not built into the worktree: use `setup` commands.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ import subprocess
 import sys
 import tarfile
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-import tomllib
 from docker.errors import ImageNotFound, NotFound
 from docker.types import Mount
 
@@ -38,7 +41,7 @@ from sandbox.base_image import VENV, base_image_status, build_base
 from sandbox.engine import ensure_engine, owner_labels
 
 REPOSITORY = "agent-env"
-ENV_RECIPE_VERSION = 2
+ENV_RECIPE_VERSION = 3
 DEP_GLOBS = ("pyproject.toml", "setup.cfg", "setup.py", "tox.ini", "*requirements*.txt", "requirements/*.txt")
 TEST_EXTRAS = "test,tests,testing"
 TEST_GROUPS = ("test", "tests", "testing")
@@ -312,7 +315,7 @@ def _install_declared(repo: Path, container, step, log: Log) -> None:
     if is_installable(repo):
         log("installing the project's declared dependencies")
         if step("pip install project", f"cd {SRC} && pip install -q '.[{TEST_EXTRAS}]'", required=False):
-            step("remove the project itself", _UNINSTALL_SELF)
+            step("remove the project's own code", _STRIP_SELF)
     for what, deps in (("dependency groups", dependency_groups(repo)), ("tox deps", tox_deps(repo))):
         if deps:
             log(f"installing {what}: {' '.join(deps)}")
@@ -320,16 +323,32 @@ def _install_declared(repo: Path, container, step, log: Log) -> None:
             step(f"pip install {what}", f"pip install -q {quoted}", required=False)
 
 
-# Find the distribution pip installed from the copied source (its direct_url.json names it).
-_UNINSTALL_SELF = (
+# Find the distribution pip installed from the copied source (its direct_url.json names it) and
+# delete its code, keeping its .dist-info (version, entry points) and console scripts: with the
+# .pth pointing at the mounted worktree this is what an editable install gives.
+_STRIP_SELF = (
     "python - <<'PY'\n"
-    "import json, subprocess, sys\n"
+    "import json, os\n"
     "from importlib import metadata\n"
     "for dist in metadata.distributions():\n"
     "    raw = dist.read_text('direct_url.json')\n"
-    f"    if raw and json.loads(raw).get('url', '').rstrip('/') == 'file://{SRC}':\n"
-    "        name = dist.metadata['Name']\n"
-    "        subprocess.check_call([sys.executable, '-m', 'pip', 'uninstall', '-q', '-y', name])\n"
+    f"    if not raw or json.loads(raw).get('url', '').rstrip('/') != 'file://{SRC}':\n"
+    "        continue\n"
+    "    dirs = set()\n"
+    "    for rel in dist.files or []:\n"
+    "        if rel.parts[0].endswith('.dist-info') or rel.parts[0] == '..':\n"
+    "            continue\n"
+    "        path = str(dist.locate_file(rel))\n"
+    "        if os.path.isfile(path):\n"
+    "            os.remove(path)\n"
+    "            dirs.add(os.path.dirname(path))\n"
+    "    for d in sorted(dirs, key=len, reverse=True):\n"
+    "        for sub in (os.path.join(d, '__pycache__'), d):\n"
+    "            try:\n"
+    "                os.rmdir(sub)\n"
+    "            except OSError:\n"
+    "                pass\n"
+    "    print(dist.metadata['Name'])\n"
     "PY"
 )
 
