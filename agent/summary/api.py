@@ -1,0 +1,26 @@
+"""One call from a repo and a task to its summary: what `agent summary` and `fix` both use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from agent.summary.cache import TagCache
+from agent.summary.index import RepoIndex
+from agent.summary.render import Summary, graph_key, render_summary
+from agent.summary.scope import compute_scope
+
+
+def summary_for(repo: Path | str, tests: list[str], scope_dirs: list[str], tokens: int,
+                traceback: str | None = None, task_text: str = "", cache_dir: Path | None = None) -> Summary:
+    root = Path(repo).resolve()
+    index = RepoIndex.build(root, cache_dir=cache_dir, want_refs=lambda state: not _has_graph(cache_dir, state))
+    scope = compute_scope(root, index, list(tests), traceback, list(scope_dirs), task_text)
+    return render_summary(index, scope, tokens)
+
+
+def _has_graph(cache_dir: Path | None, state: str) -> bool:
+    cache = TagCache(cache_dir)
+    try:
+        return cache.has_derived(graph_key(state))
+    finally:
+        cache.close()

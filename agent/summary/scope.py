@@ -1,0 +1,215 @@
+"""Where a task lives: seed files (traceback frames, target tests, what they import, task identifiers)
+and the user's --scope fence.
+
+Seeds carry weights (traceback frames > imported modules > test files > names from the task text);
+the ranking personalises toward them and the renderer details them first.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from agent.summary.index import RepoIndex
+
+W_FRAME = 4.0
+W_FRAME_LAST = 6.0    # the innermost in-repo frame: where the failure surfaced
+W_IMPORT = 3.0
+W_NAME_IMPORT = 3.0   # the file defining a name the test imports (through re-exports)
+W_TEST = 2.0
+W_TASK_PATH = 3.0
+W_TASK_NAME = 1.0
+W_SCOPE_DIR = 0.5
+MAX_NAME_DEFINERS = 4  # a task word defined in more files than this is too vague to seed from
+
+_PY_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
+_PYTEST_FRAME = re.compile(r"^([^\s:][^:\n]*?\.[A-Za-z]+):(\d+):", re.M)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
+_PATHLIKE = re.compile(r"[\w./-]+\.[A-Za-z]{1,4}\b")
+
+
+@dataclass
+class Scope:
+    seed_files: list[str]                  # heaviest first
+    dirs: list[str]                        # directories the task lives in (seed dirs + --scope dirs)
+    fence: list[str]                       # the user's --scope dirs only: edits outside are refused
+    weights: dict[str, float] = field(default_factory=dict)
+    frames: list[tuple[str, int]] = field(default_factory=list)  # in-repo traceback frames, outermost first
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_frames(traceback: str) -> list[tuple[str, int]]:
+    """(path, line) frames from Python and pytest tracebacks, in order of appearance."""
+    frames: list[tuple[int, str, int]] = []
+    for m in _PY_FRAME.finditer(traceback):
+        frames.append((m.start(), m.group(1), int(m.group(2))))
+    for m in _PYTEST_FRAME.finditer(traceback):
+        frames.append((m.start(), m.group(1).strip(), int(m.group(2))))
+    frames.sort()
+    return [(p, n) for _, p, n in frames]
+
+
+class _PathResolver:
+    """Maps paths seen from elsewhere (a sandbox mount, site-packages, a relative path) to indexed files."""
+
+    def __init__(self, root: Path, files: list[str]) -> None:
+        self.root = root
+        self.files = set(files)
+        self.by_suffix: dict[str, list[str]] = {}
+        for path in files:
+            parts = path.split("/")
+            for i in range(len(parts)):
+                self.by_suffix.setdefault("/".join(parts[i:]), []).append(path)
+
+    def resolve(self, raw: str) -> str | None:
+        raw = raw.replace("\\", "/")
+        if raw in self.files:
+            return raw
+        try:
+            rel = Path(raw).resolve().relative_to(self.root).as_posix() if raw.startswith("/") else None
+        except (ValueError, OSError):
+            rel = None
+        if rel in self.files:
+            return rel
+        parts = [p for p in raw.split("/") if p not in ("", ".")]
+        for i in range(len(parts)):
+            suffix = "/".join(parts[i:])
+            hits = self.by_suffix.get(suffix)
+            if hits and (len(parts) - i >= 2 or "/" not in hits[0]):
+                return min(hits, key=lambda h: (h.count("/"), h))
+            if hits:
+                return None
+        return None
+
+    def module(self, dotted: str) -> str | None:
+        """A dotted module name -> its file, in any source layout (src/, lib/, flat)."""
+        rel = dotted.replace(".", "/")
+        for cand in (f"{rel}.py", f"{rel}/__init__.py", f"{rel}.pyi"):
+            hits = self.by_suffix.get(cand)
+            if hits:
+                return min(hits, key=lambda h: (h.count("/"), h))
+        return None
+
+
+def _imports(path: Path, relpath: str) -> list[tuple[str, list[str]]]:
+    """(module, imported names) for every import in a Python file; relative ones made absolute."""
+    try:
+        tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError, OSError, RecursionError):
+        return []
+    package = PurePosixPath(relpath).parent.parts
+    out: list[tuple[str, list[str]]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend((alias.name, []) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            names = [alias.name for alias in node.names if alias.name != "*"]
+            if node.level:
+                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+                mod = ".".join([*base, *(node.module.split(".") if node.module else [])])
+            else:
+                mod = node.module or ""
+            if mod:
+                out.append((mod, names))
+            out.extend((f"{mod}.{n}" if mod else n, []) for n in names)
+    return out
+
+
+def compute_scope(root: Path, index: RepoIndex, target_tests: list[str], traceback: str | None,
+                  scope_dirs: list[str], task_text: str) -> Scope:
+    root = Path(root).resolve()
+    files = sorted(index.files)
+    resolver = _PathResolver(root, files)
+    weights: dict[str, float] = {}
+    notes: list[str] = []
+
+    def add(path: str | None, w: float) -> None:
+        if path is not None:
+            weights[path] = max(weights.get(path, 0.0), w)
+
+    # 1. traceback frames inside the repo
+    frames: list[tuple[str, int]] = []
+    for raw, line in parse_frames(traceback or ""):
+        rel = resolver.resolve(raw)
+        if rel and (rel, line) not in frames:
+            frames.append((rel, line))
+    for rel, _ in frames:
+        add(rel, W_FRAME)
+    if frames:
+        add(frames[-1][0], W_FRAME_LAST)
+
+    # 2. target tests, and what they import
+    test_files: list[str] = []
+    for sel in target_tests:
+        raw = sel.split("::", 1)[0].strip()
+        rel = resolver.resolve(raw) if raw else None
+        if rel is None and raw and (root / raw).is_dir():
+            notes.append(f"test selector {sel} names a directory; not seeding from it")
+        elif rel is None and raw:
+            notes.append(f"test file for {sel} not found in the index")
+        elif rel not in test_files:
+            test_files.append(rel)
+    for rel in test_files:
+        add(rel, W_TEST)
+    for rel in sorted({f for f, _ in frames} | set(test_files)):
+        if not rel.endswith(".py"):
+            continue
+        for mod, names in _imports(root / rel, rel):
+            target = resolver.module(mod)
+            if target is not None and target != rel:
+                add(target, W_IMPORT)
+            if target is not None and target.endswith("__init__.py"):
+                pkg_dir = target[: -len("__init__.py")]
+                for name in names:
+                    definers = [p for p in _definers(index, name) if p.startswith(pkg_dir)]
+                    if 0 < len(definers) <= MAX_NAME_DEFINERS:
+                        for p in definers:
+                            add(p, W_NAME_IMPORT)
+
+    # 3. --scope dirs: the fence, and a light focus on what is inside
+    fence: list[str] = []
+    for d in scope_dirs:
+        norm = PurePosixPath(d.replace("\\", "/")).as_posix().strip("/")
+        norm = "" if norm == "." else norm
+        if not (root / norm).is_dir():
+            notes.append(f"--scope {d}: not a directory in the repo")
+        if norm not in fence:
+            fence.append(norm)
+    for path in files:
+        if any(path.startswith(f + "/") or f == "" for f in fence):
+            add(path, W_SCOPE_DIR)
+
+    # 4. names and paths from the task text
+    if task_text:
+        for raw in sorted(set(_PATHLIKE.findall(task_text))):
+            rel = resolver.resolve(raw) if "/" in raw or "." in raw else None
+            add(rel, W_TASK_PATH)
+        defined = _definition_map(index)
+        for word in sorted(set(_WORD.findall(task_text))):
+            hits = defined.get(word, ())
+            if 0 < len(hits) <= MAX_NAME_DEFINERS and (len(word) >= 5 or "_" in word or word[:1].isupper()):
+                for p in hits:
+                    add(p, W_TASK_NAME)
+
+    seeds = sorted((p for p, w in weights.items() if w > W_SCOPE_DIR), key=lambda p: (-weights[p], p))
+    dirs = sorted({p.rsplit("/", 1)[0] if "/" in p else "." for p in seeds} | {f or "." for f in fence})
+    return Scope(seeds, dirs, fence, dict(sorted(weights.items())), frames, notes)
+
+
+def _definition_map(index: RepoIndex) -> dict[str, list[str]]:
+    cached = getattr(index, "_defmap", None)
+    if cached is None:
+        cached = {}
+        for path in sorted(index.files):
+            for d in index.files[path].defs:
+                lst = cached.setdefault(d[0], [])
+                if not lst or lst[-1] != path:
+                    lst.append(path)
+        index._defmap = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _definers(index: RepoIndex, name: str) -> list[str]:
+    return _definition_map(index).get(name, [])
