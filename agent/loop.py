@@ -34,7 +34,7 @@ class LoopOutcome:
     stop_reason: str
     verification: Verification | None = None
     calls: dict[str, int] = field(default_factory=lambda: {"high": 0, "max": 0, "off": 0})
-    max_extra_cost: dict[str, float] = field(default_factory=lambda: {"usd": 0.0, "rmb": 0.0})
+    max_reasoning_cost: dict[str, float] = field(default_factory=lambda: {"usd": 0.0, "rmb": 0.0})
     compactions: int = 0
 
 
@@ -141,7 +141,7 @@ class Loop:
         self.budget.charge(completion.usage, cost)
         self.outcome.calls[decision.mode] = self.outcome.calls.get(decision.mode, 0) + 1
         if decision.mode == "max":
-            self._count_max_extra(completion)
+            self._count_max_reasoning(completion)
         self.trajectory.event(
             "response", turn=self.budget.turns, mode=decision.mode, finish_reason=completion.finish_reason,
             content=completion.content, reasoning=completion.reasoning,
@@ -155,12 +155,12 @@ class Loop:
             f"${self.budget.cost_usd:.4f} / ¥{self.budget.cost_rmb:.4f}")
         return completion
 
-    def _count_max_extra(self, completion: Completion) -> None:
-        """Max costs more only through its extra thinking; count reasoning tokens at the output price."""
+    def _count_max_reasoning(self, completion: Completion) -> None:
+        """Reasoning tokens of Max calls at the output price: the most Max can have added over High."""
         for currency, row in self.prices.items():
             price = row.output if hasattr(row, "output") else row["output"]
-            self.outcome.max_extra_cost[currency] = (
-                self.outcome.max_extra_cost.get(currency, 0.0) + completion.usage.reasoning_tokens * price / 1e6)
+            self.outcome.max_reasoning_cost[currency] = (
+                self.outcome.max_reasoning_cost.get(currency, 0.0) + completion.usage.reasoning_tokens * price / 1e6)
 
     def _compact(self, messages: list[dict[str, Any]], reason: str) -> int:
         """Shrink the context once, at a block boundary: old tool observations become stubs.

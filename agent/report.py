@@ -46,7 +46,7 @@ def build_report(*, task: Task, outcome: LoopOutcome, worktree: Worktree, commit
         },
         "cost": {"usd": round(budget.cost_usd, 6), "rmb": round(budget.cost_rmb, 6)},
         "calls": {"high": outcome.calls.get("high", 0), "max": outcome.calls.get("max", 0)},
-        "max_extra_cost": {k: round(v, 6) for k, v in outcome.max_extra_cost.items()},
+        "max_reasoning_cost": {k: round(v, 6) for k, v in outcome.max_reasoning_cost.items()},
         "compactions": outcome.compactions,
         "tests": {"target": task.targets, "before": _tests(baseline, task.targets),
                   "after": _tests(final, task.targets)},

@@ -46,7 +46,7 @@ def test_max_from_the_turn_a_critical_file_enters_the_working_set(sample_repo, a
     assert [b["reasoning_effort"] for b in bodies] == ["high", "high", "max", "max", "max"]
     assert report["calls"] == {"high": 2, "max": 3}
     assert "shop/money.py" in requests[2]["reason"] and "critical" in requests[2]["reason"]
-    assert report["max_extra_cost"]["rmb"] >= 0
+    assert report["max_reasoning_cost"]["rmb"] >= 0
 
 
 def test_seed_file_on_the_critical_list_means_max_from_the_first_call(sample_repo, agent_env):
