@@ -126,3 +126,20 @@ def test_empty_repo_summary(tmp_path):
     summary = summary_for(root, [], [], 200, cache_dir=tmp_path / "c")
     assert summary.text == "# Repository map\nNo source files indexed.\n"
     assert any("no source files" in n for n in summary.notes)
+
+
+def test_code_reached_by_a_string_key_ranks_first(tmp_path):
+    files = {"lint/registry.py": ("RULES = {}\n\n\ndef register(cls):\n    RULES[cls.code] = cls\n    return cls\n\n\n"
+                                  "def get_rule(code):\n    return RULES[code]()\n"),
+             "tests/test_rules.py": ("from lint.registry import get_rule\n\n\ndef test_long_line():\n"
+                                     "    assert get_rule('E501').check('x' * 100)\n")}
+    for i in range(12):
+        files[f"lint/rules/r{i:02d}.py"] = (f"from lint.registry import register\n\n\n@register\nclass Rule{i}:\n"
+                                            f"    code = 'E{i}01'\n\n    def check(self, line):\n"
+                                            f"        return len(line) > {i}\n")
+    repo = make_repo(tmp_path / "repo", files)
+    summary = summary_for(repo, ["tests/test_rules.py::test_long_line"], [], 400, cache_dir=tmp_path / "c")
+    task = summary.task_part
+    assert "lint/rules/r05.py" in task  # E501 lives in r05
+    others = [task.find(f"lint/rules/r{i:02d}.py") for i in range(12) if i != 5]
+    assert all(pos == -1 or pos > task.find("lint/rules/r05.py") for pos in others)

@@ -41,7 +41,7 @@ def test_python_definitions_nest_and_skip_locals():
     defs, refs, error = extract("python", PY)
     assert not error
     assert names(defs) == [
-        ("TAX_RATE", "constant", 0), ("Cart", "class", 0), ("currency", "field", 1),
+        ("TAX_RATE", "constant", 0), ("Cart", "class", 0), ("currency", "field", 1), ("EUR", "key", 1),
         ("add", "method", 1), ("total", "method", 1), ("load_rule", "function", 0),
     ]
     add = next(d for d in defs if d[0] == "add")

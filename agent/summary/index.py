@@ -13,7 +13,7 @@ from agent.summary.cache import TagCache
 from agent.summary.files import Entry, blob_id, list_files
 from agent.summary.languages import language_for, query_version
 from agent.summary.parse import default_workers, parse_batch, record_for
-from agent.summary.tags import Def
+from agent.summary.tags import HIDDEN, Def
 
 _MAX_NOTES = 60
 _SERIAL_BELOW = 24  # fewer misses than this are parsed in-process: a pool costs more than it saves
@@ -136,6 +136,7 @@ class RepoIndex:
 
 def format_outline(relpath: str, defs: list[Def]) -> str:
     lines = [f"{relpath}"]
+    defs = [d for d in defs if d[1] not in HIDDEN]
     if not defs:
         lines.append("  (no definitions)")
     for _name, _kind, line, end, depth, sig in defs:

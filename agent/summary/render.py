@@ -16,7 +16,7 @@ from agent.summary.cache import TagCache
 from agent.summary.graph import FileGraph, build_graph, pagerank
 from agent.summary.index import RepoIndex
 from agent.summary.scope import Scope
-from agent.summary.tags import Def
+from agent.summary.tags import HIDDEN, Def
 
 RENDER_VERSION = 2
 REPO_SHARE = 0.25        # of the token budget for the repo-wide part
@@ -72,6 +72,8 @@ def skeleton(path: str, defs: list[Def]) -> str:
     """One line: the file's top-level names, classes with their methods."""
     parts: list[str] = []
     for name, kind, _line, _end, depth, _sig in defs:
+        if kind in HIDDEN:
+            continue
         if depth == 0:
             parts.append(f"{'class ' if kind == 'class' else ''}{name}{'()' if kind == 'function' else ''}")
         elif depth == 1 and kind == "method" and parts and parts[-1].startswith("class "):
@@ -85,6 +87,7 @@ def skeleton(path: str, defs: list[Def]) -> str:
 def full(path: str, defs: list[Def], frame_lines: list[int]) -> str:
     """Every definition with its line and signature; traceback lines marked where they fall."""
     lines = [f"## {path}"]
+    defs = [d for d in defs if d[1] not in HIDDEN]
     for i, (_name, _kind, line, end, depth, sig) in enumerate(defs):
         if i == MAX_FULL_DEFS:
             lines.append(f"  ... {len(defs) - MAX_FULL_DEFS} more definitions")
@@ -164,8 +167,7 @@ def render_task_part(index: RepoIndex, graph: FileGraph, global_ranks: list[floa
     fenced = sorted((p for p in weights if p not in seeds), key=lambda p: (-rank_of.get(p, 0.0), p))
     in_scope = seeds + fenced
     chosen = set(in_scope)
-    others = [p for p in sorted(graph.nodes, key=lambda p: (-rank_of[p], p))
-              if p not in chosen and p not in exclude]
+    others = [p for p in sorted(graph.nodes, key=lambda p: (-rank_of[p], p)) if p not in chosen]
     frames: dict[str, list[int]] = {}
     for path, line in scope.frames:
         frames.setdefault(path, []).append(line)
@@ -176,20 +178,32 @@ def render_task_part(index: RepoIndex, graph: FileGraph, global_ranks: list[floa
     if scope.frames:
         head += "Traceback (in repo): " + " -> ".join(f"{p}:{n}" for p, n in scope.frames[-8:]) + "\n"
 
-    levels: list[tuple[Callable[[str], str], Callable[[str], str]]] = [
-        (lambda p: full(p, index.files[p].defs, frames.get(p, [])), lambda p: skeleton(p, index.files[p].defs)),
-        (lambda p: skeleton(p, index.files[p].defs), lambda p: p + "\n"),
-        (lambda p: p + "\n", lambda p: p + "\n"),
-    ]
+    def full_of(p: str) -> str:
+        return full(p, index.files[p].defs, frames.get(p, []))
+
+    def skel_of(p: str) -> str:
+        return skeleton(p, index.files[p].defs)
+
+    def path_of(p: str) -> str:
+        return p + "\n"
+
+    # Most detail first: every in-scope file in full; else the heaviest j seeds in full and the rest as
+    # skeletons (largest j that still names every seed); else seeds as bare paths.
+    plans: list[tuple[Callable[[int, str], str], Callable[[str], str]]] = [(lambda i, p: full_of(p), skel_of)]
+    for cut in range(len(seeds) - 1, -1, -1):
+        plans.append(((lambda i, p, cut=cut: full_of(p) if i < cut else skel_of(p)), skel_of))
+    plans.append(((lambda i, p: path_of(p)), path_of))
     text = ""
-    for level, (detail, brief) in enumerate(levels):
-        items = _largest_prefix(head, (detail(p) for p in in_scope), tokens)
-        if len(items) < len(seeds) and level < len(levels) - 1:
-            continue  # not even the seeds fit in this much detail: try less
+    for n, (detail, brief) in enumerate(plans):
+        items = _largest_prefix(head, (detail(i, p) for i, p in enumerate(in_scope)), tokens)
+        if len(items) < len(seeds) and n < len(plans) - 1:
+            continue  # not every seed fits in this much detail: try less
         text = head + "".join(items)
         if len(items) == len(in_scope) and others:
             rel_head = "## Related files (ranked)\n"
-            rel = _largest_prefix(text + rel_head, (brief(p) for p in others), tokens)
+            # files already in the repo map above are named, not repeated, so the ranking stays readable
+            rel = _largest_prefix(text + rel_head, (f"{p} (in the map above)\n" if p in exclude else brief(p)
+                                                    for p in others), tokens)
             if rel:
                 text += rel_head + "".join(rel)
             text += _fill_names(others[len(rel):], tokens * 4 - len(text), "More: ")

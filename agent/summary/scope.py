@@ -18,6 +18,7 @@ W_FRAME = 4.0
 W_FRAME_LAST = 6.0    # the innermost in-repo frame: where the failure surfaced
 W_IMPORT = 3.0
 W_NAME_IMPORT = 3.0   # the file defining a name the test imports (through re-exports)
+W_REEXPORT = 2.0      # modules an imported package's __init__ pulls in (`from .core import *`)
 W_TEST = 2.0
 W_TASK_PATH = 3.0
 W_TASK_NAME = 1.0
@@ -160,7 +161,11 @@ def compute_scope(root: Path, index: RepoIndex, target_tests: list[str], traceba
             target = resolver.module(mod)
             if target is not None and target != rel:
                 add(target, W_IMPORT)
-            if target is not None and target.endswith("__init__.py"):
+            if target is not None and target.endswith("__init__.py") and target != rel:
+                for sub, _names in _imports(root / target, target):
+                    inner = resolver.module(sub)
+                    if inner is not None and inner != target and inner.startswith(target[: -len("__init__.py")]):
+                        add(inner, W_REEXPORT)
                 pkg_dir = target[: -len("__init__.py")]
                 for name in names:
                     definers = [p for p in _definers(index, name) if p.startswith(pkg_dir)]

@@ -16,6 +16,7 @@ Def = tuple[str, str, int, int, int, str]
 # Cached per-file result: (defs, refs {name: count}, parse_error)
 FileTags = tuple[list[Def], dict[str, int], bool]
 
+HIDDEN = frozenset({"key"})  # kinds that link files but are not shown in outlines
 CONTAINERS = frozenset({"class", "interface", "enum", "module", "impl", "type"})
 FUNCTIONS = frozenset({"function", "method", "macro"})
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,63}\Z")
@@ -62,13 +63,11 @@ def split_patterns(text: str) -> list[str]:
     return patterns
 
 
-def _query(lang: str) -> tuple[Any, Any, Any, Any]:
-    """(parser, definitions query, references query, references without predicates), compiled once.
+def _query(lang: str) -> tuple[Any, Any, Any]:
+    """(parser, query, query without text predicates) for a grammar, compiled once per process.
 
-    Definitions need matches (to pair a name with its node); references only need captures,
-    which is the faster call, so the query file is split. Text predicates (#match?) decode the
-    source as UTF-8 inside py-tree-sitter and crash on other bytes, so non-UTF-8 files get the
-    predicate-free reference query.
+    Text predicates (#match?) decode the source as UTF-8 inside py-tree-sitter and crash on other
+    bytes, so non-UTF-8 files get the predicate-free variant.
     """
     got = _compiled.get(lang)
     if got is None:
@@ -76,14 +75,63 @@ def _query(lang: str) -> tuple[Any, Any, Any, Any]:
         from tree_sitter_language_pack import get_language, get_parser
 
         language = get_language(lang)
-        pats = split_patterns(query_text(lang))
-        defs = "\n".join(p for p in pats if "@name.definition." in p)
-        refs = [p for p in pats if "@name.definition." not in p]
-        safe = [p for p in refs if "(#" not in p]
-        got = (get_parser(lang), Query(language, defs), Query(language, "\n".join(refs)),
-               Query(language, "\n".join(safe)))
+        text = query_text(lang)
+        safe = "\n".join(p for p in split_patterns(text) if "(#" not in p)
+        got = (get_parser(lang), Query(language, text), Query(language, safe))
         _compiled[lang] = got
     return got
+
+
+def extract(lang: str, data: bytes, utf8: bool | None = None) -> FileTags:
+    """Parse `data` with the grammar `lang` and return its tags (never raises on bad source).
+
+    One captures() pass serves definitions and references (cheaper than matches(), which would
+    pair names with their definition nodes for us); names find their definition node by walking
+    up a few parents.
+    """
+    from tree_sitter import QueryCursor
+
+    if utf8 is None:
+        try:
+            data.decode("utf-8")
+            utf8 = True
+        except UnicodeDecodeError:
+            utf8 = False
+    parser, query, safe_query = _query(lang)
+    root = parser.parse(data).root_node
+    caps = QueryCursor(query if utf8 else safe_query).captures(root)
+    raw: dict[int, tuple[str, str, Any]] = {}
+    refs: dict[str, int] = {}
+    for cap in sorted(caps):
+        nodes = caps[cap]
+        if cap.startswith("name.definition."):
+            kind = cap[16:]
+            owners = {(n.start_byte, n.end_byte, n.type): n for n in caps.get("definition." + kind, ())}
+            for node in nodes:
+                key = node.start_byte
+                if key not in raw:
+                    raw[key] = (node.text.decode("utf-8", "replace"), kind, _owner(node, owners))
+        elif cap.startswith("name.reference."):
+            string = cap == "name.reference.string"
+            for node in nodes:
+                name = node.text.decode("utf-8", "replace")
+                if string and not _IDENT.match(name):
+                    continue
+                refs[name] = refs.get(name, 0) + 1
+    return _nest(data, raw), refs, bool(root.has_error)
+
+
+def _owner(node: Any, owners: dict[tuple[int, int, str], Any]) -> Any:
+    """The captured definition node enclosing a name node (the name itself if none is near)."""
+    cur = node.parent
+    for _ in range(6):
+        if cur is None:
+            break
+        hit = owners.get((cur.start_byte, cur.end_byte, cur.type))
+        if hit is not None:
+            return hit
+        cur = cur.parent
+    return node
 
 
 def _signature(data: bytes, node: Any, kind: str) -> str:
@@ -99,44 +147,6 @@ def _signature(data: bytes, node: Any, kind: str) -> str:
     text = " ".join(data[start:end].decode("utf-8", "replace").split())
     text = text.rstrip("{").rstrip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def extract(lang: str, data: bytes, utf8: bool | None = None) -> FileTags:
-    """Parse `data` with the grammar `lang` and return its tags (never raises on bad source)."""
-    from tree_sitter import QueryCursor
-
-    if utf8 is None:
-        try:
-            data.decode("utf-8")
-            utf8 = True
-        except UnicodeDecodeError:
-            utf8 = False
-    parser, def_query, ref_query, safe_query = _query(lang)
-    if not utf8:
-        ref_query = safe_query
-    tree = parser.parse(data)
-    root = tree.root_node
-    raw: dict[int, tuple[str, str, Any]] = {}
-    for _, caps in QueryCursor(def_query).matches(root):
-        for cap, nodes in caps.items():
-            if cap.startswith("name.definition."):
-                name_node = nodes[0]
-                def_nodes = caps.get("definition." + cap[16:])
-                key = name_node.start_byte
-                if key not in raw:
-                    raw[key] = (name_node.text.decode("utf-8", "replace"), cap[16:],
-                                def_nodes[0] if def_nodes else name_node)
-    refs: dict[str, int] = {}
-    for cap, nodes in QueryCursor(ref_query).captures(root).items():
-        if not cap.startswith("name.reference."):
-            continue
-        string = cap == "name.reference.string"
-        for node in nodes:
-            name = node.text.decode("utf-8", "replace")
-            if string and not _IDENT.match(name):
-                continue
-            refs[name] = refs.get(name, 0) + 1
-    return _nest(data, raw), refs, bool(root.has_error)
 
 
 def _nest(data: bytes, raw: dict[int, tuple[str, str, Any]]) -> list[Def]:

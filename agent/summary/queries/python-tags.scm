@@ -20,3 +20,10 @@
 (assignment right: (identifier) @name.reference.name)
 (return_statement (identifier) @name.reference.name)
 ((string (string_content) @name.reference.string) (#match? @name.reference.string "^[A-Za-z_][A-Za-z0-9_]{2,63}$"))
+
+; String keys that name a definition: `code = "E501"` in a class body, `@register("E501")` on a def.
+; Code looked up by such a key (a rule found by its code name) is otherwise invisible to a graph of names.
+((class_definition body: (block (assignment right: (string (string_content) @name.definition.key))))
+  (#match? @name.definition.key "^[A-Za-z_][A-Za-z0-9_]{2,63}$"))
+((decorator (call arguments: (argument_list (string (string_content) @name.definition.key))))
+  (#match? @name.definition.key "^[A-Za-z_][A-Za-z0-9_]{2,63}$"))
