@@ -178,7 +178,8 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
             verifier=lambda: verify(sandbox, targets=task.targets, selection=selection, baseline=baseline,
                                     test_command=test_command, timeout=timeout),
             prices=settings.prices(), max_output=settings.model.max_tokens,
-            context_limit=settings.model.context_window, chars_per_token=settings.loop.chars_per_token,
+            context_limit=min(settings.model.context_window, settings.loop.prompt_ceiling or 1 << 62),
+            chars_per_token=settings.loop.chars_per_token,
             max_observation_chars=settings.loop.max_observation_chars, seeds=list(scope.seed_files),
             progress=progress)
         outcome = loop.run(messages)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.budget import Budget, BudgetExhausted, estimate_tokens
+from agent.budget import MIN_USEFUL_OUTPUT, Budget, BudgetExhausted, estimate_tokens
 from agent.model.errors import ContextOverflowError
 from agent.model.pricing import cost_of
 from agent.model.types import Completion, ModelClient
@@ -36,6 +36,7 @@ class LoopOutcome:
     calls: dict[str, int] = field(default_factory=lambda: {"high": 0, "max": 0, "off": 0})
     max_reasoning_cost: dict[str, float] = field(default_factory=lambda: {"usd": 0.0, "rmb": 0.0})
     compactions: int = 0
+    compaction_cache_loss: int = 0  # prompt tokens the cache could not serve because a compaction rewrote them
 
 
 class Stop(Exception):
@@ -62,6 +63,7 @@ class Loop:
     max_observation_chars: int = 12000
     seeds: list[str] = field(default_factory=list)
     progress: Callable[[str], None] = lambda line: None
+    nudge: str = "nudge.md"  # the template sent after a turn without a tool call (review has its own)
 
     def __post_init__(self) -> None:
         self._by_name = {tool.name: tool for tool in self.tools}
@@ -69,6 +71,8 @@ class Loop:
         self._schema_chars = len(json.dumps(self._schemas))
         self._last_paths: set[str] = set()
         self._sent = 0
+        self._last_prompt_tokens = 0
+        self._prompt_before_compaction: int | None = None
         self.outcome = LoopOutcome("unresolved", "")
 
     # -- the loop -------------------------------------------------------------------------
@@ -86,7 +90,7 @@ class Loop:
                     silent += 1
                     if silent >= MAX_SILENT_TURNS:
                         raise Stop("unresolved", "model_gave_up: it stopped calling tools")
-                    messages.append({"role": "user", "content": render("nudge.md")})
+                    messages.append({"role": "user", "content": render(self.nudge)})
                     continue
                 silent = 0
                 self._last_paths = set()
@@ -122,7 +126,10 @@ class Loop:
         prompt = self._prompt_tokens(messages)
         if prompt + self.max_output > self.context_limit:
             prompt = self._compact(messages, reason="prompt near the context limit")
-        allowance = self.budget.allow_call(prompt, self.max_output)
+            if prompt + MIN_USEFUL_OUTPUT > self.context_limit:
+                raise BudgetExhausted("context", f"the prompt (~{prompt} tokens) does not fit the context limit "
+                                                 f"({self.context_limit}) even after compaction")
+        allowance = self.budget.allow_call(prompt, min(self.max_output, self.context_limit - prompt))
         working_set = set(self.seeds) | self.ctx.touched | self._last_paths
         decision = self.policy.decide(working_set)
         self.trajectory.event(
@@ -137,6 +144,11 @@ class Loop:
                 raise
             self._compact(messages, reason="the API reported a context overflow")
             completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance)
+        if self._prompt_before_compaction is not None:
+            lost = self._prompt_before_compaction - completion.usage.cached_tokens
+            self.outcome.compaction_cache_loss += max(lost, 0)
+            self._prompt_before_compaction = None
+        self._last_prompt_tokens = completion.usage.prompt_tokens
         cost = completion.extra.get("cost") or cost_of(completion.usage, self.prices)
         self.budget.charge(completion.usage, cost)
         self.outcome.calls[decision.mode] = self.outcome.calls.get(decision.mode, 0) + 1
@@ -168,7 +180,7 @@ class Loop:
         The prefix (system prompt, summary, task) is kept byte-identical; the cache from the
         first elided message onward is lost once, instead of a little every turn.
         """
-        keep_tail = 6
+        keep_tail = 2  # the newest assistant message and its observation stay whole
         first_changed = None
         for index, message in enumerate(messages[:-keep_tail] if len(messages) > keep_tail else []):
             if message.get("role") == "tool" and not message["content"].startswith("[elided"):
@@ -176,6 +188,7 @@ class Loop:
                     first_changed = index
                 message["content"] = f"[elided to save context: {len(message['content'])} chars]"
         self.outcome.compactions += 1
+        self._prompt_before_compaction = self._last_prompt_tokens
         after = self._prompt_tokens(messages)
         self.trajectory.event("compaction", reason=reason, first_changed_message=first_changed,
                               prompt_estimate_after=after)

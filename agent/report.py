@@ -48,6 +48,7 @@ def build_report(*, task: Task, outcome: LoopOutcome, worktree: Worktree, commit
         "calls": {"high": outcome.calls.get("high", 0), "max": outcome.calls.get("max", 0)},
         "max_reasoning_cost": {k: round(v, 6) for k, v in outcome.max_reasoning_cost.items()},
         "compactions": outcome.compactions,
+        "compaction_cache_loss_tokens": outcome.compaction_cache_loss,
         "tests": {"target": task.targets, "before": _tests(baseline, task.targets),
                   "after": _tests(final, task.targets)},
         "sandbox": sandbox_kind,
