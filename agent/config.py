@@ -72,6 +72,16 @@ class SandboxSettings(_Section):
     pids: int = 512
 
 
+class ToolSettings(_Section):
+    search_line_chars: int = Field(default=200, ge=20)
+    view_lines: int = Field(default=200, ge=10)
+    view_line_chars: int = Field(default=1000, ge=40)
+    listing_entries: int = Field(default=300, ge=10)
+    snippet_context: int = Field(default=3, ge=0)
+    edit_candidates: int = Field(default=3, ge=1)
+    test_output_chars: int = Field(default=6000, ge=500)
+
+
 class LoopSettings(_Section):
     max_observation_chars: int = 12000
     chars_per_token: int = 4
@@ -86,6 +96,7 @@ class Settings(_Section):
     budget: BudgetSettings
     policy: PolicySettings
     sandbox: SandboxSettings
+    tools: ToolSettings
     loop: LoopSettings
 
     def profile(self, name: str | None = None) -> dict[str, Any]:

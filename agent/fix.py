@@ -29,7 +29,7 @@ from agent.task import Task
 from agent.trajectory import Trajectory
 from agent.verify import verify
 from sandbox.base import Sandbox, SandboxError
-from tools.base import ToolContext
+from tools.base import ToolContext, ToolLimits
 from tools.registry import fix_tools
 from tools.testing import TestRun, is_test_file, run_pytest
 
@@ -158,7 +158,8 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         ctx = ToolContext(
             root=worktree.path, sandbox=sandbox, target_tests=list(task.targets), test_command=test_command,
             test_timeout=timeout, scope_fence=scopes, allow_test_edits=options.allow_test_edits, index=index,
-            protected_paths=lambda rel: is_test_file(rel) or rel in task.target_files)
+            protected_paths=lambda rel: is_test_file(rel) or rel in task.target_files,
+            limits=ToolLimits(**settings.tools.model_dump()))
         messages = [
             {"role": "system", "content": render("system.md") + render("repo_summary.md",
                                                                         repo_summary=summary.repo_part)},

@@ -48,4 +48,7 @@ def run_demo(sandbox: str | None, progress: Callable[[str], None]) -> tuple[dict
         options = FixOptions(task=TARGET, repo=repo, api_key=DEMO_KEY,
                              overrides={"model.base_url": server.base_url, "model.profile": "zai",
                                         "sandbox.kind": sandbox})
-        return run_fix(options, progress)
+        report, code = run_fix(options, progress)
+    if report.get("patch"):
+        progress("demo: the change the agent committed on its branch:\n" + report["patch"].rstrip())
+    return report, code
