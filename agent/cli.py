@@ -104,6 +104,62 @@ def fix(
 
 
 @app.command()
+def review(
+    repo: RepoOpt = Path("."),
+    base: Annotated[str | None, typer.Option(help="Where the change starts (default: the fork point from "
+                                             "the upstream or main branch).")] = None,
+    head: Annotated[str | None, typer.Option(help="The revision to review (default: HEAD).")] = None,
+    base_url: Annotated[str | None, typer.Option(envvar="AGENT_BASE_URL", help="OpenAI-compatible endpoint.")] = None,
+    model: Annotated[str | None, typer.Option(envvar="AGENT_MODEL")] = None,
+    profile: Annotated[str | None, typer.Option(envvar="AGENT_PROFILE", help="zai, zai-coding, vllm, sglang.")] = None,
+    mode: Annotated[str | None, typer.Option(envvar="AGENT_MODE", help="Force high or max for every call.")] = None,
+    max_turns: Annotated[int | None, typer.Option(envvar="AGENT_MAX_TURNS")] = None,
+    max_cost_usd: Annotated[float | None, typer.Option(envvar="AGENT_MAX_COST_USD")] = None,
+    max_tokens: Annotated[int | None, typer.Option(envvar="AGENT_MAX_TOKENS")] = None,
+    max_seconds: Annotated[float | None, typer.Option(envvar="AGENT_MAX_SECONDS")] = None,
+    max_findings: Annotated[int | None, typer.Option(envvar="AGENT_MAX_FINDINGS",
+                                                     help="Keep at most this many findings.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Read-only review of base..head: findings as comments on lines of the diff. Needs no Docker."""
+    from agent.review import ReviewOptions, run_review
+
+    if mode is not None and mode not in ("high", "max"):
+        raise _fail(f"--mode must be high or max, not {mode!r}", EXIT_BAD_INPUT)
+    overrides = {
+        "model.base_url": base_url, "model.name": model, "model.profile": profile,
+        "budget.max_turns": max_turns, "budget.max_cost_usd": max_cost_usd, "budget.max_tokens": max_tokens,
+        "budget.max_seconds": max_seconds,
+    }
+    options = ReviewOptions(overrides=overrides, mode=mode, max_findings=max_findings)
+    report, code = _guarded(lambda: run_review(repo, base, head, options=options, progress=_progress))
+    if json_out:
+        sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    else:
+        for item in report["comments"] + report["unanchored"]:
+            sys.stdout.write(f"{item['path']}:{item['line']}: {item['body']}\n")
+        usage, cost = report["usage"], report["cost"]
+        err.print(f"{report['status']}: {report['stop_reason']} · {len(report['comments'])} inline, "
+                  f"{len(report['unanchored'])} outside the diff · turns {report['turns']} · tokens in "
+                  f"{usage['input_tokens']} (cached {usage['cached_share']:.0%}) out {usage['output_tokens']} · "
+                  f"cost ${cost['usd']:.4f} / ¥{cost['rmb']:.4f}\nrun dir {report['run_dir']}", markup=False)
+    raise typer.Exit(code)
+
+
+@app.command()
+def action() -> None:
+    """The GitHub Action's entry point: reads GITHUB_EVENT_NAME, GITHUB_EVENT_PATH and the rest of the Actions env."""
+    import os
+
+    from agent.action import run_action, write_outputs
+
+    outcome, code = _guarded(lambda: run_action(log=_progress))
+    write_outputs(outcome, os.environ.get("GITHUB_OUTPUT"))
+    sys.stdout.write(json.dumps(outcome, indent=2, ensure_ascii=False) + "\n")
+    raise typer.Exit(code)
+
+
+@app.command()
 def summary(
     repo: RepoOpt = Path("."),
     test: TestOpt = [],  # noqa: B006

@@ -1,0 +1,446 @@
+"""`agent review`: a read-only review of base..head, as inline comments on lines of the diff.
+
+Read-only by construction, three times over: the head revision is materialised from
+git objects into a private repository in the run directory (borrowing the user's
+objects through `alternates`, so nothing is written to the user's `.git`); the tool
+set has no writing tool and no tool that runs commands; and the user's refs, index
+and working tree are compared before and after, failing loudly on any change.
+
+Noise control lives here too: a finding must sit on a file line the model could see
+(the `comment` tool checks the line exists), at most `max_findings` are kept, none
+that repeats an earlier review's comment, and nothing at all when nothing was found.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent import gitops
+from agent.budget import Budget
+from agent.config import Settings, load_settings
+from agent.errors import EXIT_ENVIRONMENT, EXIT_RESOLVED, EXIT_UNRESOLVED, BadInput, EnvironmentProblem
+from agent.loop import Loop, LoopOutcome
+from agent.model.errors import ModelError
+from agent.policy import Policy
+from agent.prompting import render
+from agent.report import write_report
+from agent.runs import cache_dir, new_run_dir
+from agent.task import slugify
+from agent.trajectory import Trajectory
+from agent.verify import Verification
+from tools.base import Observation, ToolContext, ToolLimits, ToolRefused
+from tools.comment import Comment, CommentArgs
+from tools.registry import review_tools
+
+DEFAULT_MAX_FINDINGS = 5
+DEFAULT_DIFF_CHARS = 60000
+_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
+
+
+class ReadOnlyViolation(EnvironmentProblem):
+    """The user's repository changed during a review: a bug to report, never to hide."""
+
+
+# -- git plumbing ----------------------------------------------------------------------------
+def _git(root: Path, *args: str, check: bool = True) -> str:
+    proc = subprocess.run(["git", "--no-optional-locks", *args], cwd=root, capture_output=True, text=True,
+                          env=_git_env())
+    if check and proc.returncode != 0:
+        raise BadInput(f"git {' '.join(args[:2])}: {proc.stderr.strip() or 'failed'}")
+    return proc.stdout
+
+
+def _git_env() -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env["GIT_OPTIONAL_LOCKS"] = "0"  # `git status` must not refresh (rewrite) the index
+    return env
+
+
+def resolve_commit(root: Path, ref: str) -> str:
+    out = _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False).strip()
+    if not out:
+        raise BadInput(f"no such revision in {root}: {ref}")
+    return out
+
+
+def default_base(root: Path, head: str) -> str:
+    """Where a local review starts: the fork point from the upstream or main branch, else head~1."""
+    for candidate in ("@{upstream}", "origin/HEAD", "origin/main", "origin/master", "main", "master"):
+        sha = _git(root, "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}", check=False).strip()
+        if not sha:
+            continue
+        fork = _git(root, "merge-base", sha, head, check=False).strip()
+        if fork and fork != head:
+            return fork
+    parent = _git(root, "rev-parse", "--verify", "--quiet", f"{head}~1^{{commit}}", check=False).strip()
+    if not parent:
+        raise BadInput("nothing to review: give --base (the head commit has no parent)")
+    return parent
+
+
+def repo_state(root: Path) -> dict[str, Any]:
+    """What a read-only run must leave exactly as it found it: HEAD, every ref, the index, the tree."""
+    index = Path(_git(root, "rev-parse", "--path-format=absolute", "--git-path", "index").strip())
+    return {
+        "head": _git(root, "rev-parse", "--verify", "--quiet", "HEAD", check=False).strip(),
+        "symbolic_head": _git(root, "symbolic-ref", "--quiet", "HEAD", check=False).strip(),
+        "refs": _git(root, "for-each-ref", "--format=%(refname) %(objectname)"),
+        "index": hashlib.sha256(index.read_bytes()).hexdigest() if index.is_file() else None,
+        "status": _git(root, "status", "--porcelain=v1", "-uall", "-z"),
+    }
+
+
+def state_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    names = {"head": "HEAD", "symbolic_head": "the checked-out branch", "refs": "refs",
+             "index": "the index", "status": "the working tree"}
+    return [names[key] for key in before if before[key] != after.get(key)]
+
+
+def materialise(user_root: Path, commit: str, dest: Path) -> Path:
+    """A private repository at `dest` holding `commit`'s files, reading the user's objects only."""
+    common = Path(_git(user_root, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+    dest.mkdir(parents=True)
+    _git(dest, "init", "--quiet")
+    (dest / ".git" / "objects" / "info" / "alternates").write_text(str(common / "objects") + "\n")
+    _git(dest, "read-tree", commit)
+    _git(dest, "checkout-index", "--all", "--force")
+    return dest
+
+
+# -- the diff --------------------------------------------------------------------------------
+@dataclass
+class FileDiff:
+    path: str
+    status: str  # added | modified | deleted | renamed | binary
+    old_path: str | None = None
+    added: set[int] = field(default_factory=set)  # new-side line numbers of added lines
+    lines: list[str] = field(default_factory=list)  # rendered with new-side line numbers
+
+
+def parse_diff(text: str) -> list[FileDiff]:
+    """Files of a `git diff` with the head-side numbers of every added line (the anchors)."""
+    files: list[FileDiff] = []
+    current: FileDiff | None = None
+    new_line = 0
+    old_name = ""
+    for raw in text.splitlines():
+        if raw.startswith("diff --git "):
+            current = FileDiff(path="", status="modified")
+            files.append(current)
+            continue
+        if current is None:
+            continue
+        if raw.startswith("--- "):
+            old = raw[4:]
+            if old == "/dev/null":
+                current.status = "added"
+            else:
+                old_name = old[2:] if old.startswith("a/") else old
+            continue
+        if raw.startswith("+++ "):
+            new = raw[4:]
+            if new == "/dev/null":
+                current.status, current.path = "deleted", old_name
+            else:
+                current.path = new[2:] if new.startswith("b/") else new
+            continue
+        if raw.startswith("rename from "):
+            current.old_path, current.status = raw[len("rename from "):], "renamed"
+            continue
+        if raw.startswith("rename to "):
+            current.path = raw[len("rename to "):]
+            continue
+        if raw.startswith("Binary files "):
+            current.status = "binary"
+            match = re.search(r" and (?:b/)?(.+) differ$", raw)
+            if match and match.group(1) != "/dev/null":
+                current.path = match.group(1)
+            continue
+        hunk = _HUNK.match(raw)
+        if hunk:
+            new_line = int(hunk.group(1))
+            current.lines.append(raw)
+            continue
+        if not current.lines:
+            continue  # extended headers (index, mode) before the first hunk
+        if raw.startswith("+"):
+            current.added.add(new_line)
+            current.lines.append(f"{new_line:>5} +{raw[1:]}")
+            new_line += 1
+        elif raw.startswith("-"):
+            current.lines.append(f"{'':>5} -{raw[1:]}")
+        elif raw.startswith("\\"):
+            continue
+        else:
+            current.lines.append(f"{new_line:>5}  {raw[1:]}")
+            new_line += 1
+    for item in files:
+        if not item.path and item.old_path:
+            item.path = item.old_path
+    return [f for f in files if f.path]
+
+
+def render_diff(files: list[FileDiff], limit: int) -> str:
+    """The diff as the model reads it: per file, head-side line numbers on added and context lines."""
+    parts: list[str] = []
+    used = 0
+    for item in files:
+        title = f"## {item.path} ({item.status}" + (f" from {item.old_path}" if item.old_path else "") + ")"
+        body = "\n".join(item.lines) if item.status not in ("deleted", "binary") else "(no head-side lines)"
+        block = f"{title}\n```\n{body}\n```"
+        if used + len(block) > limit:
+            parts.append(f"{title}\n(diff not shown: the review's diff budget is spent; use `view` to read it)")
+            continue
+        parts.append(block)
+        used += len(block)
+    return "\n\n".join(parts)
+
+
+# -- findings --------------------------------------------------------------------------------
+def _norm(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def is_duplicate(finding: dict[str, Any], earlier: list[dict[str, Any]]) -> bool:
+    """Same file and the same point (lines move between pushes, so the text decides)."""
+    body = _norm(finding["body"])
+    for prior in earlier:
+        if prior.get("path") != finding["path"]:
+            continue
+        ratio = difflib.SequenceMatcher(None, body, _norm(str(prior.get("body", "")))).ratio()
+        same_line = prior.get("line") == finding["line"]
+        if ratio >= 0.8 or (same_line and ratio >= 0.5):
+            return True
+    return False
+
+
+@dataclass
+class FindingGate:
+    """What a `comment` must pass before it is recorded: the limit, and no repeats of earlier reviews."""
+
+    anchors: dict[str, set[int]]
+    prior: list[dict[str, Any]]
+    max_findings: int
+    repeats: int = 0
+
+    def anchored(self, path: str, line: int) -> bool:
+        return line in self.anchors.get(path, set())
+
+
+class ReviewComment(Comment):
+    """`comment` with the review's noise rules; same name, arguments and schema as the plain tool."""
+
+    def __init__(self, gate: FindingGate) -> None:
+        self.gate = gate
+
+    def run(self, args: CommentArgs, ctx: ToolContext) -> Observation:
+        if len(ctx.comments) >= self.gate.max_findings:
+            raise ToolRefused(f"this review keeps at most {self.gate.max_findings} findings and has them; "
+                              "call `finish` now")
+        path = args.path.strip().removeprefix("./")
+        if is_duplicate({"path": path, "line": args.line, "body": args.body}, self.gate.prior):
+            self.gate.repeats += 1
+            raise ToolRefused("an earlier review of this pull request already made this point; it is not repeated")
+        observation = super().run(args, ctx)
+        finding = observation.data.get("comment")
+        if observation.ok and finding and not self.gate.anchored(finding["path"], finding["line"]):
+            observation.text += (" (note: that line is not an added line of the diff, so the finding goes in "
+                                 "the review's body rather than inline)")
+        return observation
+
+
+def format_unanchored(findings: list[dict[str, Any]]) -> str:
+    return "\n".join(f"- `{f['path']}` line {f['line']}: {f['body']}" for f in findings)
+
+
+_UNANCHORED = re.compile(r"^- `([^`]+)` line (\d+): (.+)$", re.MULTILINE)
+
+
+def parse_unanchored(body: str) -> list[dict[str, Any]]:
+    """Findings an earlier review put in its body (the format `format_unanchored` writes)."""
+    return [{"path": m.group(1), "line": int(m.group(2)), "body": m.group(3)} for m in _UNANCHORED.finditer(body)]
+
+
+# -- the run ---------------------------------------------------------------------------------
+@dataclass
+class ReviewOptions:
+    repo: Path = Path(".")
+    base: str | None = None
+    head: str | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    prior_comments: list[dict[str, Any]] = field(default_factory=list)  # earlier reviews' findings
+    max_findings: int | None = None
+    mode: str | None = None
+    api_key: str | None = None
+    client_factory: Callable[[Settings, str | None], Any] | None = None
+
+
+def _review_setting(settings: Settings, name: str, default: int) -> int:
+    section = getattr(settings, "review", None)
+    value = getattr(section, name, None) if section is not None else None
+    return int(value) if value is not None else default
+
+
+def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
+               options: ReviewOptions | None = None,
+               progress: Callable[[str], None] = lambda line: None) -> tuple[dict[str, Any], int]:
+    """Review base..head (from their merge base, as a pull request shows it); returns (report, exit code)."""
+    from agent.fix import api_key_from_env
+
+    opts = options or ReviewOptions()
+    user = gitops.open_repo(Path(repo).resolve())
+    user_root = Path(user.working_tree_dir).resolve()
+    settings = load_settings(user_root, opts.overrides)
+    head_sha = resolve_commit(user_root, head or "HEAD")
+    base_sha = resolve_commit(user_root, base) if base else default_base(user_root, head_sha)
+    fork = _git(user_root, "merge-base", base_sha, head_sha, check=False).strip() or base_sha
+    max_findings = opts.max_findings if opts.max_findings is not None else _review_setting(
+        settings, "max_findings", DEFAULT_MAX_FINDINGS)
+    profile = settings.profile()
+    api_key = opts.api_key if opts.api_key is not None else api_key_from_env()
+    if not api_key and not profile.get("self_hosted"):
+        raise EnvironmentProblem("no API key: set GLM_API_KEY (or ZAI_API_KEY)")
+
+    before = repo_state(user_root)
+    diff_text = _git(user_root, "diff", "--no-color", "--no-ext-diff", "--find-renames", "-U3", fork, head_sha)
+    files = parse_diff(diff_text)
+    started = time.monotonic()
+    run_dir = new_run_dir("review-" + slugify(head_sha[:12]))
+    trajectory = Trajectory(run_dir / "trajectory.jsonl", secrets=[api_key or ""])
+    trajectory.event("start", mode="review", base=base_sha, head=head_sha, merge_base=fork,
+                     files=[f.path for f in files], max_findings=max_findings, model=settings.model.name,
+                     base_url=settings.model.base_url, prior_comments=len(opts.prior_comments))
+    progress(f"review {run_dir.name} · {fork[:10]}..{head_sha[:10]} · {len(files)} files changed")
+    gate = FindingGate({f.path: f.added for f in files}, list(opts.prior_comments), max_findings)
+    outcome = LoopOutcome("unresolved", "")
+    budget = Budget(settings.budget, settings.prices().get("usd"))
+    ctx: ToolContext | None = None
+    loop: Loop | None = None
+    client = None
+    error: str | None = None
+    try:
+        if not files:
+            outcome = LoopOutcome("reviewed", "empty diff: nothing to review")
+        elif max_findings <= 0:
+            outcome = LoopOutcome("reviewed", "max_findings is 0: nothing may be posted")
+        else:
+            tree = materialise(user_root, head_sha, run_dir / "head")
+            ctx, messages = _prepare(tree, files, opts, settings, fork, head_sha, max_findings, progress)
+            tools = [ReviewComment(gate) if tool.name == "comment" else tool for tool in review_tools()]
+            assert not any(tool.writes for tool in tools) and {t.name for t in tools} == {
+                "search", "view", "outline", "comment", "finish"}, "review mode offers no writing tool"
+            client = (opts.client_factory or _default_client)(settings, api_key)
+            loop = Loop(
+                client=client, tools=tools, ctx=ctx, budget=budget,
+                policy=Policy(settings.policy, forced_mode=opts.mode, default_mode=settings.model.default_mode),
+                trajectory=trajectory, verifier=lambda: Verification(True, "review finished"),
+                prices=settings.prices(), max_output=settings.model.max_tokens,
+                context_limit=min(settings.model.context_window,
+                                  getattr(settings.loop, "prompt_ceiling", None) or 1 << 62),
+                chars_per_token=settings.loop.chars_per_token,
+                max_observation_chars=settings.loop.max_observation_chars, seeds=[f.path for f in files],
+                progress=progress, nudge="review_nudge.md")
+            outcome = loop.run(messages)
+            if outcome.status == "resolved":
+                outcome.status, outcome.stop_reason = "reviewed", "finished"
+    except KeyboardInterrupt:
+        error = "interrupted by the user"
+    except (ModelError, EnvironmentProblem) as exc:
+        error = f"error: {exc}"
+        progress(error)
+    finally:
+        if client is not None:
+            client.close()
+        shutil.rmtree(run_dir / "head", ignore_errors=True)
+    if error is not None:
+        outcome = loop.outcome if loop is not None else outcome
+        outcome.status, outcome.stop_reason = "error", error
+    changed = state_changes(before, repo_state(user_root))
+    if changed:
+        outcome.status = "error"
+        outcome.stop_reason = "read-only check failed: the review changed " + ", ".join(changed)
+        progress("ERROR: " + outcome.stop_reason)
+    findings = list(ctx.comments) if ctx is not None else []
+    inline = [f for f in findings if gate.anchored(f["path"], f["line"])]
+    loose = [f for f in findings if not gate.anchored(f["path"], f["line"])]
+    usage = budget.usage
+    report = {
+        "kind": "review",
+        "status": outcome.status,
+        "stop_reason": outcome.stop_reason,
+        "base": base_sha, "head": head_sha, "merge_base": fork,
+        "files": [{"path": f.path, "status": f.status, "added_lines": len(f.added)} for f in files],
+        "comments": [{"path": f["path"], "line": f["line"], "body": f["body"]} for f in inline],
+        "unanchored": [{"path": f["path"], "line": f["line"], "body": f["body"]} for f in loose],
+        "body": format_unanchored(loose),
+        "summary": (ctx.finished or "") if ctx is not None else "",
+        "repeats_suppressed": gate.repeats,
+        "max_findings": max_findings,
+        "read_only": {"unchanged": not changed, "changed": changed},
+        "turns": budget.turns,
+        "usage": {"input_tokens": usage.prompt_tokens, "cached_tokens": usage.cached_tokens,
+                  "output_tokens": usage.completion_tokens, "reasoning_tokens": usage.reasoning_tokens,
+                  "cached_share": round(usage.cached_share, 4)},
+        "cost": {"usd": round(budget.cost_usd, 6), "rmb": round(budget.cost_rmb, 6)},
+        "calls": {"high": outcome.calls.get("high", 0), "max": outcome.calls.get("max", 0)},
+        "elapsed_seconds": round(time.monotonic() - started, 2),
+        "run_dir": str(run_dir),
+    }
+    write_report(run_dir, report)
+    trajectory.event("stop", status=report["status"], stop_reason=report["stop_reason"], usage=report["usage"],
+                     cost=report["cost"], comments=len(inline), unanchored=len(loose),
+                     read_only_unchanged=not changed)
+    trajectory.close()
+    if changed:
+        raise ReadOnlyViolation(f"{outcome.stop_reason} (report: {run_dir / 'report.json'})")
+    code = {"reviewed": EXIT_RESOLVED, "error": EXIT_ENVIRONMENT}.get(outcome.status, EXIT_UNRESOLVED)
+    return report, code
+
+
+def _prepare(tree: Path, files: list[FileDiff], opts: ReviewOptions, settings: Settings, fork: str, head: str,
+             max_findings: int, progress: Callable[[str], None]) -> tuple[ToolContext, list[dict[str, Any]]]:
+    """The tool context on the head tree, and the prompt: system + repo map, then the diff."""
+    from agent.summary import RepoIndex, render_summary
+    from agent.summary.scope import Scope
+
+    index = RepoIndex.build(tree, cache_dir=cache_dir())
+    changed = [f.path for f in files if f.status not in ("deleted", "binary") and f.path in index.files]
+    scope = Scope(seed_files=changed, dirs=sorted({str(Path(p).parent) for p in changed}), fence=[],
+                  weights={p: 1.0 for p in changed})
+    summary = render_summary(index, scope, settings.loop.summary_tokens)
+    for note in summary.notes[:3]:
+        progress(f"summary: {note}")
+    limits = getattr(settings, "tools", None)
+    ctx = ToolContext(root=tree, sandbox=None, index=index,
+                      limits=ToolLimits(**limits.model_dump()) if limits is not None else ToolLimits())
+    prior = "\n".join(f"- {p.get('path')}:{p.get('line')}: {str(p.get('body', ''))[:300]}"
+                      for p in opts.prior_comments[:50])
+    listing = "\n".join(f"- {f.path} ({f.status}" + (f" from {f.old_path}" if f.old_path else "") + ")"
+                        for f in files)
+    messages = [
+        {"role": "system", "content": render("review_system.md", max_findings=max_findings)
+         + render("repo_summary.md", repo_summary=summary.repo_part)},
+        {"role": "user", "content": render(
+            "review_task.md", task_summary=summary.task_part, base=fork[:12], head=head[:12], files=listing,
+            diff=render_diff(files, _review_setting(settings, "diff_chars", DEFAULT_DIFF_CHARS)),
+            max_findings=max_findings,
+            prior=("\n# Already said by earlier reviews (do not repeat)\n" + prior + "\n") if prior else "")},
+    ]
+    return ctx, messages
+
+
+def _default_client(settings: Settings, api_key: str | None) -> Any:
+    from agent.model.client import client_from_settings
+
+    return client_from_settings(settings, api_key)
