@@ -36,6 +36,8 @@ LIBRARIES = [
     ("jmespath==1.0.1", ["jmespath"], "tests", ""),
     ("boltons==24.0.0", ["boltons"], "tests", ""),
     ("idna==3.7", ["idna"], "tests", ""),
+    ("sqlparse==0.5.0", ["sqlparse"], "tests", ""),
+    ("click==8.1.7", ["src/click"], "tests", "src"),
 ]
 
 # (name, pattern, replacement): single-site edits of the kinds real bugs have
@@ -203,13 +205,14 @@ def evaluate(root: Path, inst: Instance, cache: Path) -> dict[str, object]:
     try:
         index = RepoIndex.build(root, cache_dir=cache)
         scope = compute_scope(root, index, [inst.test], inst.traceback, [], "")
-        result: dict[str, object] = {"seed": inst.file in scope.seed_files,
+        result: dict[str, object] = {"seed": inst.file in scope.seed_files, "files": len(index.files),
                                      "in_traceback": inst.file in {f for f, _ in scope.frames}}
         for tokens in (1024, 4096):
             text = render_summary(index, scope, tokens).text
             result[tokens] = inst.file in text
             listed = [p for p in sorted(index.files, key=lambda p: text.find(p)) if p in text]
             result[f"rank{tokens}"] = listed.index(inst.file) + 1 if inst.file in listed else None
+            result[f"named{tokens}"] = len(listed)
     finally:
         path.write_text(original, "utf-8")
     return result
@@ -220,6 +223,7 @@ def main() -> int:
     ap.add_argument("--per-lib", type=int, default=4, help="injected bugs per library")
     ap.add_argument("--work", help="work directory (kept; sdists are reused from it)")
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--only", action="append", default=[], help="libraries whose spec contains this")
     args = ap.parse_args()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-loc-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -229,6 +233,8 @@ def main() -> int:
     rows = []
     try:
         for spec, src_dirs, tests, pythonpath in LIBRARIES:
+            if args.only and not any(o in spec for o in args.only):
+                continue
             rng = random.Random(f"{args.seed}:{spec}")
             root, instances, note = make_instances(spec, src_dirs, tests, pythonpath, work, args.per_lib, rng)
             print(f"# {note}", flush=True)
@@ -237,7 +243,8 @@ def main() -> int:
                 rows.append((inst, res))
                 print(f"injected  {inst.lib:<24} {inst.file}:{inst.line:<5} {inst.kind:<11} "
                       f"1024:{'yes' if res[1024] else 'NO ':<4} 4096:{'yes' if res[4096] else 'NO ':<4} "
-                      f"rank@4096={res['rank4096']} seed={res['seed']} traceback={res['in_traceback']}  "
+                      f"rank@4096={res['rank4096']} seed={res['seed']} traceback={res['in_traceback']} "
+                      f"named@1024={res['named1024']}/{res['files']}  "
                       f"test={inst.test}", flush=True)
     finally:
         if not args.work:
@@ -254,6 +261,13 @@ def main() -> int:
     print(f"fixed file in summary at 1024 tokens: {hit1}/{n} = {100 * hit1 / n:.0f}%  (goal >= 85%)")
     print(f"fixed file in summary at 4096 tokens: {hit4}/{n} = {100 * hit4 / n:.0f}%  (goal >= 95%)")
     print(f"median rank of the fixed file among files named (4096): {statistics.median(ranks) if ranks else '-'}")
+    share = statistics.mean(r["named1024"] / r["files"] for _, r in rows)
+    print(f"difficulty: repos of {min(r['files'] for _, r in rows)}-{max(r['files'] for _, r in rows)} source "
+          f"files; the 1024-token summary names {100 * share:.0f}% of a repo's files on average")
+    by_lib: dict[str, list[bool]] = {}
+    for inst, r in rows:
+        by_lib.setdefault(inst.lib, []).append(bool(r[1024]))
+    print("per library at 1024: " + ", ".join(f"{lib} {sum(v)}/{len(v)}" for lib, v in by_lib.items()))
     print(f"fixed file among the traceback frames: {in_tb}/{n}; a seed file: "
           f"{sum(1 for _, r in rows if r['seed'])}/{n}; wall {time.time() - started:.0f} s")
     return 0

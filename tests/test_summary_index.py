@@ -117,7 +117,8 @@ def test_skips_vendored_generated_minified_binary_and_huge_files_with_notes(tmp_
     for want in ("vendor/lib.py: vendored", "index.js: vendored", "api_pb2.py: generated",
                  "app/gen.py: generated", "web/app.js: minified", "app/blob.py: binary", "app/huge.py: huge"):
         assert want in text, want
-    assert index.outline("app/huge.py") is None  # too big to read for an outline either
+    assert index.outline("app/huge.py") == "app/huge.py: not outlined (huge: 52 MB)"  # never read
+    assert index.outline("./app/main.py").splitlines()[1].endswith("def main():")
 
 
 def test_non_utf8_and_unparseable_files_are_indexed_with_notes(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.summary.cache import TagCache
-from agent.summary.files import Entry, blob_id, list_files
+from agent.summary.files import MAX_BYTES, Entry, blob_id, list_files
 from agent.summary.languages import language_for, query_version
 from agent.summary.parse import default_workers, parse_batch, record_for
 from agent.summary.tags import HIDDEN, Def
@@ -111,16 +111,17 @@ class RepoIndex:
 
     def outline(self, relpath: str) -> str | None:
         """Definitions of one file with line numbers, from its current content (cached by content)."""
-        relpath = relpath.strip().lstrip("./") if relpath.startswith("./") else relpath.strip()
+        relpath = relpath.strip().removeprefix("./")
         lang = language_for(relpath)
         path = (self.root / relpath).resolve()
         if lang is None or not path.is_file() or not path.is_relative_to(self.root):
             return None
         try:
-            data = path.read_bytes() if path.stat().st_size <= 50_000_000 else None
+            size = path.stat().st_size
+            if size > MAX_BYTES:
+                return f"{relpath}: not outlined (huge: {size // 1_000_000} MB)"
+            data = path.read_bytes()
         except OSError:
-            return None
-        if data is None:
             return None
         key = f"{query_version(lang)}:{blob_id(data)}"
         cache = TagCache(self.cache_dir)

@@ -21,7 +21,8 @@ from agent.summary.tags import HIDDEN, Def
 RENDER_VERSION = 2
 REPO_SHARE = 0.25        # of the token budget for the repo-wide part
 TASK_DAMPING = 0.6       # lower than the global 0.85: the task ranking stays near its seeds
-MAX_FULL_DEFS = 40       # definitions listed per in-scope file before "... more"
+MAX_FULL_DEFS = 40       # definitions listed per in-scope file before "... more" (fewer on small budgets)
+W_TEST_NEIGHBOUR = 3.0   # personalisation for files a target test references, times the link's share
 MAX_SKELETON_CHARS = 240
 MAX_TOP_DIRS = 12
 
@@ -84,13 +85,13 @@ def skeleton(path: str, defs: list[Def]) -> str:
     return (text if len(text) <= MAX_SKELETON_CHARS else text[: MAX_SKELETON_CHARS - 1] + "…") + "\n"
 
 
-def full(path: str, defs: list[Def], frame_lines: list[int]) -> str:
+def full(path: str, defs: list[Def], frame_lines: list[int], limit: int = MAX_FULL_DEFS) -> str:
     """Every definition with its line and signature; traceback lines marked where they fall."""
     lines = [f"## {path}"]
     defs = [d for d in defs if d[1] not in HIDDEN]
     for i, (_name, _kind, line, end, depth, sig) in enumerate(defs):
-        if i == MAX_FULL_DEFS:
-            lines.append(f"  ... {len(defs) - MAX_FULL_DEFS} more definitions")
+        if i == limit:
+            lines.append(f"  ... {len(defs) - limit} more definitions")
             break
         hits = [n for n in frame_lines if line <= n <= end] if _kind in ("function", "method") else []
         mark = f"  # traceback: line {', '.join(map(str, hits))}" if hits else ""
@@ -155,19 +156,36 @@ def render_repo_part(index: RepoIndex, graph: FileGraph, ranks: list[float], tok
     return head + "".join(items), paths[: len(items)]
 
 
+def _with_test_neighbours(graph: FileGraph, weights: dict[str, float], tests: list[str]) -> dict[str, float]:
+    """Add the files a target test links to directly, in proportion to the link: one explicit hop
+    from the most specific evidence there is."""
+    personal = dict(weights)
+    ids = {p: i for i, p in enumerate(graph.nodes)}
+    for test in sorted(tests):
+        for v, share in graph.out[ids[test]] if test in ids else ():
+            path = graph.nodes[v]
+            personal[path] = personal.get(path, 0.0) + W_TEST_NEIGHBOUR * share
+    return personal
+
+
 def render_task_part(index: RepoIndex, graph: FileGraph, global_ranks: list[float], scope: Scope,
                      tokens: int, exclude: set[str]) -> str:
     if tokens <= 0:
         return ""
     weights = {p: w for p, w in scope.weights.items() if p in index.files}
-    ranks = pagerank(graph, weights, damping=TASK_DAMPING) if weights else global_ranks
+    personal = _with_test_neighbours(graph, weights, [t for t in scope.tests if t in index.files])
+    ranks = pagerank(graph, personal, damping=TASK_DAMPING) if personal else global_ranks
     rank_of = dict(zip(graph.nodes, ranks, strict=True))
     seeds = [p for p in scope.seed_files if p in index.files]
     seeds.sort(key=lambda p: (-weights.get(p, 0.0), -rank_of.get(p, 0.0), p))
-    fenced = sorted((p for p in weights if p not in seeds), key=lambda p: (-rank_of.get(p, 0.0), p))
+    fence = tuple(f + "/" for f in scope.fence)
+    fenced = sorted((p for p in index.files if p not in seeds and (p.startswith(fence) or "" in scope.fence)),
+                    key=lambda p: (-rank_of.get(p, 0.0), p))
     in_scope = seeds + fenced
     chosen = set(in_scope)
-    others = [p for p in sorted(graph.nodes, key=lambda p: (-rank_of[p], p)) if p not in chosen]
+    # PageRank alone drifts toward hubs every seed reaches; the prior keeps the task's own files ahead
+    others = [p for p in sorted(graph.nodes, key=lambda p: (-rank_of[p] * (1.0 + personal.get(p, 0.0)), p))
+              if p not in chosen]
     frames: dict[str, list[int]] = {}
     for path, line in scope.frames:
         frames.setdefault(path, []).append(line)
@@ -178,8 +196,14 @@ def render_task_part(index: RepoIndex, graph: FileGraph, global_ranks: list[floa
     if scope.frames:
         head += "Traceback (in repo): " + " -> ".join(f"{p}:{n}" for p, n in scope.frames[-8:]) + "\n"
 
+    limit = max(8, min(MAX_FULL_DEFS, tokens // 50))
+
+    tests = set(scope.tests)
+
     def full_of(p: str) -> str:
-        return full(p, index.files[p].defs, frames.get(p, []))
+        if p in tests and p not in frames:  # the model reads the failing test itself; names suffice here
+            return skeleton(p, index.files[p].defs)
+        return full(p, index.files[p].defs, frames.get(p, []), limit)
 
     def skel_of(p: str) -> str:
         return skeleton(p, index.files[p].defs)

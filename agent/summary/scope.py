@@ -22,7 +22,9 @@ W_REEXPORT = 2.0      # modules an imported package's __init__ pulls in (`from .
 W_TEST = 2.0
 W_TASK_PATH = 3.0
 W_TASK_NAME = 1.0
+W_DEEP_REEXPORT = 0.8  # one package level further down: steers the ranking, not a seed
 W_SCOPE_DIR = 0.5
+SEED_MIN = 1.0         # lighter weights only personalise the ranking
 MAX_NAME_DEFINERS = 4  # a task word defined in more files than this is too vague to seed from
 
 _PY_FRAME = re.compile(r'File "([^"]+)", line (\d+)')
@@ -38,6 +40,7 @@ class Scope:
     fence: list[str]                       # the user's --scope dirs only: edits outside are refused
     weights: dict[str, float] = field(default_factory=dict)
     frames: list[tuple[str, int]] = field(default_factory=list)  # in-repo traceback frames, outermost first
+    tests: list[str] = field(default_factory=list)  # the target tests' files
     notes: list[str] = field(default_factory=list)
 
 
@@ -162,10 +165,11 @@ def compute_scope(root: Path, index: RepoIndex, target_tests: list[str], traceba
             if target is not None and target != rel:
                 add(target, W_IMPORT)
             if target is not None and target.endswith("__init__.py") and target != rel:
-                for sub, _names in _imports(root / target, target):
-                    inner = resolver.module(sub)
-                    if inner is not None and inner != target and inner.startswith(target[: -len("__init__.py")]):
-                        add(inner, W_REEXPORT)
+                for inner in _package_imports(resolver, root, target):
+                    add(inner, W_REEXPORT)
+                    if inner.endswith("__init__.py"):
+                        for deeper in _package_imports(resolver, root, inner):
+                            add(deeper, W_DEEP_REEXPORT)
                 pkg_dir = target[: -len("__init__.py")]
                 for name in names:
                     definers = [p for p in _definers(index, name) if p.startswith(pkg_dir)]
@@ -198,9 +202,20 @@ def compute_scope(root: Path, index: RepoIndex, target_tests: list[str], traceba
                 for p in hits:
                     add(p, W_TASK_NAME)
 
-    seeds = sorted((p for p, w in weights.items() if w > W_SCOPE_DIR), key=lambda p: (-weights[p], p))
+    seeds = sorted((p for p, w in weights.items() if w >= SEED_MIN), key=lambda p: (-weights[p], p))
     dirs = sorted({p.rsplit("/", 1)[0] if "/" in p else "." for p in seeds} | {f or "." for f in fence})
-    return Scope(seeds, dirs, fence, dict(sorted(weights.items())), frames, notes)
+    return Scope(seeds, dirs, fence, dict(sorted(weights.items())), frames=frames, notes=notes, tests=test_files)
+
+
+def _package_imports(resolver: _PathResolver, root: Path, init: str) -> list[str]:
+    """Modules inside a package that its `__init__.py` imports (what it re-exports)."""
+    pkg_dir = init[: -len("__init__.py")]
+    out = []
+    for sub, _names in _imports(root / init, init):
+        inner = resolver.module(sub)
+        if inner is not None and inner != init and inner.startswith(pkg_dir) and inner not in out:
+            out.append(inner)
+    return out
 
 
 def _definition_map(index: RepoIndex) -> dict[str, list[str]]:

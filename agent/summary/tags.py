@@ -144,9 +144,24 @@ def _signature(data: bytes, node: Any, kind: str) -> str:
         limit = _VALUE_MAX
     else:
         limit = _SIG_MAX
-    text = " ".join(data[start:end].decode("utf-8", "replace").split())
+    raw = data[start:end].decode("utf-8", "replace")
+    text = " ".join(" ".join(_strip_comment(line) for line in raw.splitlines()).split())
     text = text.rstrip("{").rstrip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _strip_comment(line: str) -> str:
+    """Drop a trailing `# ...` or `// ...` comment (outside quotes) from one header line."""
+    quote = ""
+    for i, ch in enumerate(line):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif (ch == "#" or line.startswith("//", i)) and (i == 0 or line[i - 1] in " \t"):
+            return line[:i]
+    return line
 
 
 def _nest(data: bytes, raw: dict[int, tuple[str, str, Any]]) -> list[Def]:

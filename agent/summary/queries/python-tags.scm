@@ -14,6 +14,7 @@
 (import_from_statement module_name: (relative_import (dotted_name (identifier) @name.reference.module)))
 (argument_list (identifier) @name.reference.name)
 (argument_list (keyword_argument value: (identifier) @name.reference.name))
+(argument_list (keyword_argument name: (identifier) @name.reference.keyword))
 (class_definition superclasses: (argument_list (attribute attribute: (identifier) @name.reference.class)))
 (type (identifier) @name.reference.type)
 (decorator (identifier) @name.reference.call)
