@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.config import split_list
 from agent.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_RESOLVED, EXIT_UNRESOLVED, AgentError
 from agent.github import GitHub, GitHubError
 
@@ -46,8 +47,6 @@ class ActionEnv:
     trigger: str = "/agent"
     labels: list[str] = field(default_factory=lambda: ["agent"])
     allow_bots: str = ""
-    critical: list[str] = field(default_factory=list)
-    max_findings: int | None = None
     sandbox: str = ""
 
     @classmethod
@@ -60,27 +59,18 @@ class ActionEnv:
             event = json.loads(Path(environ["GITHUB_EVENT_PATH"]).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ActionError(f"cannot read the event payload: {exc}") from None
-        findings = environ.get("AGENT_MAX_FINDINGS", "").strip()
         return cls(
             event_name=environ["GITHUB_EVENT_NAME"], event=event, repository=environ["GITHUB_REPOSITORY"],
             token=environ["GITHUB_TOKEN"], api_url=environ.get("GITHUB_API_URL") or "https://api.github.com",
             workspace=Path(environ.get("GITHUB_WORKSPACE") or "."),
             trigger=environ.get("AGENT_TRIGGER", "").strip() or "/agent",
-            labels=_split(environ.get("AGENT_LABELS", "agent")),
+            labels=split_list(environ.get("AGENT_LABELS", "agent")),
             allow_bots=environ.get("AGENT_ALLOW_BOTS", "").strip(),
-            critical=_split(environ.get("AGENT_CRITICAL", "")),
-            max_findings=int(findings) if findings else None,
             sandbox=environ.get("AGENT_SANDBOX", "").strip())
 
     def overrides(self) -> dict[str, Any]:
         out: dict[str, Any] = {"sandbox.kind": self.sandbox if self.sandbox not in ("", "auto") else _auto_sandbox()}
-        if self.critical:
-            out["policy.critical"] = self.critical
-        return out
-
-
-def _split(value: str) -> list[str]:
-    return [part.strip() for part in re.split(r"[,\n]", value or "") if part.strip()]
+        return out  # AGENT_CRITICAL, AGENT_MAX_FINDINGS and the budgets reach the settings directly
 
 
 def _auto_sandbox() -> str:
@@ -124,7 +114,7 @@ def authorised(env: ActionEnv, gh: GitHub, user: dict[str, Any], log: Callable[[
         log("permission check: the event names no user; refused")
         return False
     if is_bot(user):
-        allowed = _split(env.allow_bots)
+        allowed = split_list(env.allow_bots)
         if env.allow_bots.lower() in ("true", "1", "yes") or login in allowed:
             log(f"permission check: {login} is a bot allowed by allow-bots; accepted")
             return True
@@ -323,7 +313,7 @@ def handle_pull_request(env: ActionEnv, gh: GitHub, say: Callable[[str], None]) 
     ensure_commits(env.workspace, [base, head], say)
     prior = prior_findings(gh, number)
     say(f"reviewing #{number} {base[:10]}..{head[:10]} ({len(prior)} earlier findings)")
-    options = ReviewOptions(prior_comments=prior, max_findings=env.max_findings, overrides=env.overrides())
+    options = ReviewOptions(prior_comments=prior, overrides=env.overrides())
     report, code = run_review(env.workspace, base, head, options=options, progress=say)
     if report["status"] == "error":
         say(f"review failed: {report['stop_reason']}")

@@ -72,6 +72,11 @@ class SandboxSettings(_Section):
     pids: int = 512
 
 
+class ReviewSettings(_Section):
+    max_findings: int = Field(default=5, ge=0)
+    diff_chars: int = Field(default=60000, ge=1000)
+
+
 class ToolSettings(_Section):
     search_line_chars: int = Field(default=200, ge=20)
     view_lines: int = Field(default=200, ge=10)
@@ -97,6 +102,7 @@ class Settings(_Section):
     policy: PolicySettings
     sandbox: SandboxSettings
     tools: ToolSettings
+    review: ReviewSettings
     loop: LoopSettings
 
     def profile(self, name: str | None = None) -> dict[str, Any]:
@@ -122,7 +128,16 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "MAX_TOKENS": ("budget", "max_tokens"),
     "MAX_SECONDS": ("budget", "max_seconds"),
     "SANDBOX": ("sandbox", "kind"),
+    "MAX_FINDINGS": ("review", "max_findings"),
+    "CRITICAL": ("policy", "critical"),
 }
+# Settings that hold lists: their variables are split on commas and newlines.
+LIST_KEYS = {("policy", "critical"), ("sandbox", "setup")}
+
+
+def split_list(text: str) -> list[str]:
+    """`a, b` or one item a line (how an Actions input arrives) -> ["a", "b"]."""
+    return [item.strip() for line in text.splitlines() for item in line.split(",") if item.strip()]
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +170,8 @@ def load_settings(repo: Path | None = None, overrides: dict[str, Any] | None = N
     for name, (section, key) in ENV_KEYS.items():
         value = environ.get(f"AGENT_{name}")
         if value:
-            data.setdefault(section, {})[key] = value
+            data.setdefault(section, {})[key] = (
+                split_list(value) if (section, key) in LIST_KEYS else value)
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue

@@ -41,8 +41,6 @@ from tools.base import Observation, ToolContext, ToolLimits, ToolRefused
 from tools.comment import Comment, CommentArgs
 from tools.registry import review_tools
 
-DEFAULT_MAX_FINDINGS = 5
-DEFAULT_DIFF_CHARS = 60000
 _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
 
 
@@ -286,12 +284,6 @@ class ReviewOptions:
     client_factory: Callable[[Settings, str | None], Any] | None = None
 
 
-def _review_setting(settings: Settings, name: str, default: int) -> int:
-    section = getattr(settings, "review", None)
-    value = getattr(section, name, None) if section is not None else None
-    return int(value) if value is not None else default
-
-
 def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
                options: ReviewOptions | None = None,
                progress: Callable[[str], None] = lambda line: None) -> tuple[dict[str, Any], int]:
@@ -305,8 +297,7 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
     head_sha = resolve_commit(user_root, head or "HEAD")
     base_sha = resolve_commit(user_root, base) if base else default_base(user_root, head_sha)
     fork = _git(user_root, "merge-base", base_sha, head_sha, check=False).strip() or base_sha
-    max_findings = opts.max_findings if opts.max_findings is not None else _review_setting(
-        settings, "max_findings", DEFAULT_MAX_FINDINGS)
+    max_findings = opts.max_findings if opts.max_findings is not None else settings.review.max_findings
     profile = settings.profile()
     api_key = opts.api_key if opts.api_key is not None else api_key_from_env()
     if not api_key and not profile.get("self_hosted"):
@@ -346,8 +337,7 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
                 policy=Policy(settings.policy, forced_mode=opts.mode, default_mode=settings.model.default_mode),
                 trajectory=trajectory, verifier=lambda: Verification(True, "review finished"),
                 prices=settings.prices(), max_output=settings.model.max_tokens,
-                context_limit=min(settings.model.context_window,
-                                  getattr(settings.loop, "prompt_ceiling", None) or 1 << 62),
+                context_limit=min(settings.model.context_window, settings.loop.prompt_ceiling or 1 << 62),
                 chars_per_token=settings.loop.chars_per_token,
                 max_observation_chars=settings.loop.max_observation_chars, seeds=[f.path for f in files],
                 progress=progress, nudge="review_nudge.md")
@@ -421,9 +411,7 @@ def _prepare(tree: Path, files: list[FileDiff], opts: ReviewOptions, settings: S
     summary = render_summary(index, scope, settings.loop.summary_tokens)
     for note in summary.notes[:3]:
         progress(f"summary: {note}")
-    limits = getattr(settings, "tools", None)
-    ctx = ToolContext(root=tree, sandbox=None, index=index,
-                      limits=ToolLimits(**limits.model_dump()) if limits is not None else ToolLimits())
+    ctx = ToolContext(root=tree, sandbox=None, index=index, limits=ToolLimits(**settings.tools.model_dump()))
     prior = "\n".join(f"- {p.get('path')}:{p.get('line')}: {str(p.get('body', ''))[:300]}"
                       for p in opts.prior_comments[:50])
     listing = "\n".join(f"- {f.path} ({f.status}" + (f" from {f.old_path}" if f.old_path else "") + ")"
@@ -433,7 +421,7 @@ def _prepare(tree: Path, files: list[FileDiff], opts: ReviewOptions, settings: S
          + render("repo_summary.md", repo_summary=summary.repo_part)},
         {"role": "user", "content": render(
             "review_task.md", task_summary=summary.task_part, base=fork[:12], head=head[:12], files=listing,
-            diff=render_diff(files, _review_setting(settings, "diff_chars", DEFAULT_DIFF_CHARS)),
+            diff=render_diff(files, settings.review.diff_chars),
             max_findings=max_findings,
             prior=("\n# Already said by earlier reviews (do not repeat)\n" + prior + "\n") if prior else "")},
     ]
