@@ -130,6 +130,7 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "SANDBOX": ("sandbox", "kind"),
     "MAX_FINDINGS": ("review", "max_findings"),
     "CRITICAL": ("policy", "critical"),
+    "SETUP": ("sandbox", "setup"),
 }
 # Settings that hold lists: their variables are split on commas and newlines.
 LIST_KEYS = {("policy", "critical"), ("sandbox", "setup")}
