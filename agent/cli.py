@@ -34,6 +34,30 @@ RepoOpt = Annotated[Path, typer.Option("--repo", envvar="AGENT_REPO", help="The 
 TestOpt = Annotated[list[str], typer.Option("--test", help="A target test selector (repeatable).")]
 ScopeOpt = Annotated[list[str], typer.Option("--scope", help="A directory to focus on and fence edits to.")]
 JsonOpt = Annotated[bool, typer.Option("--json", envvar="AGENT_JSON", help="Print the report as JSON on stdout.")]
+BaseUrlOpt = Annotated[str | None, typer.Option(envvar="AGENT_BASE_URL", help="OpenAI-compatible endpoint.")]
+ModelOpt = Annotated[str | None, typer.Option(envvar="AGENT_MODEL")]
+ProfileOpt = Annotated[str | None, typer.Option(envvar="AGENT_PROFILE", help="zai, zai-coding, vllm, sglang.")]
+ModeOpt = Annotated[str | None, typer.Option(envvar="AGENT_MODE", help="Force high or max for every call.")]
+TurnsOpt = Annotated[int | None, typer.Option(envvar="AGENT_MAX_TURNS")]
+CostOpt = Annotated[float | None, typer.Option(envvar="AGENT_MAX_COST_USD")]
+TokensOpt = Annotated[int | None, typer.Option(envvar="AGENT_MAX_TOKENS")]
+SecondsOpt = Annotated[float | None, typer.Option(envvar="AGENT_MAX_SECONDS")]
+SandboxOpt = Annotated[str | None, typer.Option(envvar="AGENT_SANDBOX", help="docker or local.")]
+
+
+def _run_overrides(*, base_url: str | None, model: str | None, profile: str | None, mode: str | None,
+                   max_turns: int | None, max_cost_usd: float | None, max_tokens: int | None,
+                   max_seconds: float | None, sandbox: str | None) -> dict[str, Any]:
+    """The model, budget and sandbox flags every run shares, checked and mapped onto settings."""
+    if mode is not None and mode not in ("high", "max"):
+        raise _fail(f"--mode must be high or max, not {mode!r}", EXIT_BAD_INPUT)
+    if sandbox is not None and sandbox not in ("docker", "local"):
+        raise _fail(f"--sandbox must be docker or local, not {sandbox!r}", EXIT_BAD_INPUT)
+    return {
+        "model.base_url": base_url, "model.name": model, "model.profile": profile,
+        "budget.max_turns": max_turns, "budget.max_cost_usd": max_cost_usd, "budget.max_tokens": max_tokens,
+        "budget.max_seconds": max_seconds, "sandbox.kind": sandbox,
+    }
 
 
 def _guarded(action: Any) -> Any:
@@ -72,30 +96,24 @@ def fix(
     repo: RepoOpt = Path("."),
     test: TestOpt = [],  # noqa: B006 - typer reads the default
     scope: ScopeOpt = [],  # noqa: B006
-    base_url: Annotated[str | None, typer.Option(envvar="AGENT_BASE_URL", help="OpenAI-compatible endpoint.")] = None,
-    model: Annotated[str | None, typer.Option(envvar="AGENT_MODEL")] = None,
-    profile: Annotated[str | None, typer.Option(envvar="AGENT_PROFILE", help="zai, zai-coding, vllm, sglang.")] = None,
-    mode: Annotated[str | None, typer.Option(envvar="AGENT_MODE", help="Force high or max for every call.")] = None,
-    max_turns: Annotated[int | None, typer.Option(envvar="AGENT_MAX_TURNS")] = None,
-    max_cost_usd: Annotated[float | None, typer.Option(envvar="AGENT_MAX_COST_USD")] = None,
-    max_tokens: Annotated[int | None, typer.Option(envvar="AGENT_MAX_TOKENS")] = None,
-    max_seconds: Annotated[float | None, typer.Option(envvar="AGENT_MAX_SECONDS")] = None,
-    sandbox: Annotated[str | None, typer.Option(envvar="AGENT_SANDBOX", help="docker or local.")] = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    profile: ProfileOpt = None,
+    mode: ModeOpt = None,
+    max_turns: TurnsOpt = None,
+    max_cost_usd: CostOpt = None,
+    max_tokens: TokensOpt = None,
+    max_seconds: SecondsOpt = None,
+    sandbox: SandboxOpt = None,
     allow_test_edits: Annotated[bool, typer.Option(envvar="AGENT_ALLOW_TEST_EDITS")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Make failing tests pass on a new branch, in a sandbox, within a budget."""
     from agent.fix import FixOptions, run_fix
 
-    if mode is not None and mode not in ("high", "max"):
-        raise _fail(f"--mode must be high or max, not {mode!r}", EXIT_BAD_INPUT)
-    if sandbox is not None and sandbox not in ("docker", "local"):
-        raise _fail(f"--sandbox must be docker or local, not {sandbox!r}", EXIT_BAD_INPUT)
-    overrides = {
-        "model.base_url": base_url, "model.name": model, "model.profile": profile,
-        "budget.max_turns": max_turns, "budget.max_cost_usd": max_cost_usd, "budget.max_tokens": max_tokens,
-        "budget.max_seconds": max_seconds, "sandbox.kind": sandbox,
-    }
+    overrides = _run_overrides(base_url=base_url, model=model, profile=profile, mode=mode, max_turns=max_turns,
+                               max_cost_usd=max_cost_usd, max_tokens=max_tokens, max_seconds=max_seconds,
+                               sandbox=sandbox)
     options = FixOptions(task=task, repo=repo, tests=list(test), scopes=list(scope), overrides=overrides,
                          mode=mode, allow_test_edits=allow_test_edits)
     report, code = _guarded(lambda: run_fix(options, _progress))
@@ -109,14 +127,16 @@ def review(
     base: Annotated[str | None, typer.Option(help="Where the change starts (default: the fork point from "
                                              "the upstream or main branch).")] = None,
     head: Annotated[str | None, typer.Option(help="The revision to review (default: HEAD).")] = None,
-    base_url: Annotated[str | None, typer.Option(envvar="AGENT_BASE_URL", help="OpenAI-compatible endpoint.")] = None,
-    model: Annotated[str | None, typer.Option(envvar="AGENT_MODEL")] = None,
-    profile: Annotated[str | None, typer.Option(envvar="AGENT_PROFILE", help="zai, zai-coding, vllm, sglang.")] = None,
-    mode: Annotated[str | None, typer.Option(envvar="AGENT_MODE", help="Force high or max for every call.")] = None,
-    max_turns: Annotated[int | None, typer.Option(envvar="AGENT_MAX_TURNS")] = None,
-    max_cost_usd: Annotated[float | None, typer.Option(envvar="AGENT_MAX_COST_USD")] = None,
-    max_tokens: Annotated[int | None, typer.Option(envvar="AGENT_MAX_TOKENS")] = None,
-    max_seconds: Annotated[float | None, typer.Option(envvar="AGENT_MAX_SECONDS")] = None,
+    base_url: BaseUrlOpt = None,
+    model: ModelOpt = None,
+    profile: ProfileOpt = None,
+    mode: ModeOpt = None,
+    max_turns: TurnsOpt = None,
+    max_cost_usd: CostOpt = None,
+    max_tokens: TokensOpt = None,
+    max_seconds: SecondsOpt = None,
+    sandbox: Annotated[str | None, typer.Option(envvar="AGENT_SANDBOX", help="docker: tests may run, read-only; "
+                                                "local: the change's code is not run.")] = None,
     max_findings: Annotated[int | None, typer.Option(envvar="AGENT_MAX_FINDINGS",
                                                      help="Keep at most this many findings.")] = None,
     json_out: JsonOpt = False,
@@ -124,13 +144,9 @@ def review(
     """Read-only review of base..head: findings as comments on lines of the diff. Needs no Docker."""
     from agent.review import ReviewOptions, run_review
 
-    if mode is not None and mode not in ("high", "max"):
-        raise _fail(f"--mode must be high or max, not {mode!r}", EXIT_BAD_INPUT)
-    overrides = {
-        "model.base_url": base_url, "model.name": model, "model.profile": profile,
-        "budget.max_turns": max_turns, "budget.max_cost_usd": max_cost_usd, "budget.max_tokens": max_tokens,
-        "budget.max_seconds": max_seconds,
-    }
+    overrides = _run_overrides(base_url=base_url, model=model, profile=profile, mode=mode, max_turns=max_turns,
+                               max_cost_usd=max_cost_usd, max_tokens=max_tokens, max_seconds=max_seconds,
+                               sandbox=sandbox)
     options = ReviewOptions(overrides=overrides, mode=mode, max_findings=max_findings)
     report, code = _guarded(lambda: run_review(repo, base, head, options=options, progress=_progress))
     if json_out:

@@ -37,6 +37,7 @@ from agent.runs import cache_dir, new_run_dir
 from agent.task import slugify
 from agent.trajectory import Trajectory
 from agent.verify import Verification
+from sandbox.base import Sandbox, SandboxError
 from tools.base import Observation, ToolContext, ToolLimits, ToolRefused
 from tools.comment import Comment, CommentArgs
 from tools.registry import review_tools
@@ -317,6 +318,8 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
     outcome = LoopOutcome("unresolved", "")
     budget = Budget(settings.budget, settings.prices().get("usd"))
     ctx: ToolContext | None = None
+    sandbox: Sandbox | None = None
+    notes: list[str] = []
     loop: Loop | None = None
     client = None
     error: str | None = None
@@ -327,10 +330,15 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
             outcome = LoopOutcome("reviewed", "max_findings is 0: nothing may be posted")
         else:
             tree = materialise(user_root, head_sha, run_dir / "head")
-            ctx, messages = _prepare(tree, files, opts, settings, fork, head_sha, max_findings, progress)
-            tools = [ReviewComment(gate) if tool.name == "comment" else tool for tool in review_tools()]
-            assert not any(tool.writes for tool in tools) and {t.name for t in tools} == {
-                "search", "view", "outline", "comment", "finish"}, "review mode offers no writing tool"
+            sandbox, sandbox_note = _read_only_sandbox(settings, tree, progress)
+            notes.append(sandbox_note)
+            ctx, messages = _prepare(tree, files, opts, settings, fork, head_sha, max_findings, progress,
+                                     can_run_tests=sandbox is not None)
+            ctx.sandbox = sandbox
+            tools = [ReviewComment(gate) if tool.name == "comment" else tool
+                     for tool in review_tools(run_tests=sandbox is not None)]
+            assert not any(tool.writes for tool in tools) and {t.name for t in tools} <= {
+                "search", "view", "outline", "run_tests", "comment", "finish"}, "review mode offers no writing tool"
             client = (opts.client_factory or _default_client)(settings, api_key)
             loop = Loop(
                 client=client, tools=tools, ctx=ctx, budget=budget,
@@ -352,6 +360,8 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
     finally:
         if client is not None:
             client.close()
+        if sandbox is not None:
+            sandbox.stop()
         shutil.rmtree(run_dir / "head", ignore_errors=True)
     if error is not None:
         outcome = loop.outcome if loop is not None else outcome
@@ -378,6 +388,8 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
         "repeats_suppressed": gate.repeats,
         "max_findings": max_findings,
         "read_only": {"unchanged": not changed, "changed": changed},
+        "sandbox": sandbox.kind if sandbox is not None else "none",
+        "notes": [n for n in notes if n],
         "turns": budget.turns,
         "usage": {"input_tokens": usage.prompt_tokens, "cached_tokens": usage.cached_tokens,
                   "output_tokens": usage.completion_tokens, "reasoning_tokens": usage.reasoning_tokens,
@@ -398,8 +410,29 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
     return report, code
 
 
+def _read_only_sandbox(settings: Settings, tree: Path,
+                       progress: Callable[[str], None]) -> tuple[Sandbox | None, str]:
+    """A started Docker sandbox with the head tree mounted read-only, or None and why.
+
+    The change under review is untrusted code: it runs only behind Docker's read-only mount and
+    `--network none`, never on the host, so without Docker the review reads but does not run.
+    """
+    if settings.sandbox.kind != "docker":
+        return None, "tests not run: the review runs the change's code only in the Docker sandbox"
+    from agent.fix import make_sandbox
+
+    try:
+        sandbox = make_sandbox(settings, tree, tree, progress, read_only=True)
+        sandbox.start()
+    except (SandboxError, EnvironmentProblem) as exc:
+        progress(f"review: no Docker sandbox ({str(exc).splitlines()[0]}); reading without running tests")
+        return None, f"tests not run: Docker sandbox unavailable ({str(exc).splitlines()[0]})"
+    return sandbox, ""
+
+
 def _prepare(tree: Path, files: list[FileDiff], opts: ReviewOptions, settings: Settings, fork: str, head: str,
-             max_findings: int, progress: Callable[[str], None]) -> tuple[ToolContext, list[dict[str, Any]]]:
+             max_findings: int, progress: Callable[[str], None],
+             can_run_tests: bool = False) -> tuple[ToolContext, list[dict[str, Any]]]:
     """The tool context on the head tree, and the prompt: system + repo map, then the diff."""
     from agent.summary import RepoIndex, render_summary
     from agent.summary.scope import Scope
@@ -417,7 +450,8 @@ def _prepare(tree: Path, files: list[FileDiff], opts: ReviewOptions, settings: S
     listing = "\n".join(f"- {f.path} ({f.status}" + (f" from {f.old_path}" if f.old_path else "") + ")"
                         for f in files)
     messages = [
-        {"role": "system", "content": render("review_system.md", max_findings=max_findings)
+        {"role": "system", "content": render("review_system.md", max_findings=max_findings,
+                                             run_tests=render("review_run_tests.md") if can_run_tests else "")
          + render("repo_summary.md", repo_summary=summary.repo_part)},
         {"role": "user", "content": render(
             "review_task.md", task_summary=summary.task_part, base=fork[:12], head=head[:12], files=listing,

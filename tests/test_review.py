@@ -36,7 +36,8 @@ def state(repo: Path) -> tuple:
 
 
 def review_args(repo: Path, server: FakeGLM, *extra: str) -> list[str]:
-    return ["review", "--repo", str(repo), "--base", "main", "--base-url", server.base_url, "--json", *extra]
+    return ["review", "--repo", str(repo), "--base", "main", "--base-url", server.base_url, "--sandbox", "local",
+            "--json", *extra]
 
 
 def comment(path: str, line: int, body: str) -> dict:
@@ -95,7 +96,7 @@ def test_model_asking_to_edit_anyway_changes_nothing(sample_repo, agent_env, tmp
         comment("shop/cart.py", line, EMPTY), FINISH]
     with FakeGLM(turns=turns, api_key=TEST_KEY) as server:
         result = run_cli(["review", "--repo", str(sample_repo), "--base", "main", "--base-url", server.base_url,
-                          "--json"], agent_env)
+                          "--sandbox", "local", "--json"], agent_env)
     assert result.code == 0, result.stderr
     results = tool_results(result.report)
     for index, name in enumerate(("edit", "create", "run_tests")):
@@ -131,7 +132,7 @@ def test_earlier_findings_are_not_repeated(sample_repo, agent_env, monkeypatch):
     reworded = "average([]) divides by zero: an empty cart raises ZeroDivisionError; return 0.0 for empty lists."
     with FakeGLM(turns=[comment("shop/cart.py", line + 0, reworded), FINISH], api_key=TEST_KEY) as server:
         report, code = run_review(sample_repo, "main", "feature", options=ReviewOptions(
-            prior_comments=prior, overrides={"model.base_url": server.base_url}))
+            prior_comments=prior, overrides={"model.base_url": server.base_url, "sandbox.kind": "local"}))
     assert code == 0
     assert report["comments"] == [] and report["unanchored"] == [] and report["repeats_suppressed"] == 1
 
@@ -148,7 +149,7 @@ def test_a_change_to_the_repository_fails_loudly(sample_repo, agent_env, monkeyp
     with FakeGLM(turns=[sneaky], api_key=TEST_KEY) as server:
         with pytest.raises(ReadOnlyViolation, match="changed refs"):
             run_review(sample_repo, "main", "feature",
-                       options=ReviewOptions(overrides={"model.base_url": server.base_url}))
+                       options=ReviewOptions(overrides={"model.base_url": server.base_url, "sandbox.kind": "local"}))
     report = json.loads(next(Path(agent_env["AGENT_HOME"]).glob("runs/*/report.json")).read_text())
     assert report["status"] == "error" and report["read_only"]["changed"] == ["refs"]
 

@@ -17,9 +17,12 @@ def fix_tools() -> list[Tool]:
     return [Search(), View(), Outline(), Edit(), Create(), RunTests(), Finish()]
 
 
-def review_tools() -> list[Tool]:
-    """Read-only by construction: no tool that writes may appear here."""
-    tools: list[Tool] = [Search(), View(), Outline(), Comment(), Finish()]
+def review_tools(run_tests: bool = False) -> list[Tool]:
+    """Read-only by construction: no tool that writes may appear here.
+
+    `run_tests` is offered only when the caller has a sandbox that mounts the tree read-only.
+    """
+    tools: list[Tool] = [Search(), View(), Outline(), *([RunTests()] if run_tests else []), Comment(), Finish()]
     assert not any(tool.writes for tool in tools), "review mode must not offer a writing tool"
     return tools
 
