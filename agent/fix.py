@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -194,6 +195,8 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         progress("interrupted: committing partial work")
     except BadInput:
         _cleanup(sandbox, client, trajectory)
+        gitops.discard_worktree(repo, worktree)
+        shutil.rmtree(run_dir, ignore_errors=True)
         raise
     except (ModelError, SandboxError, EnvironmentProblem) as exc:
         outcome = _stopped(loop, "error", f"error: {exc}")

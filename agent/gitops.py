@@ -66,6 +66,12 @@ def create_worktree(repo: git.Repo, slug: str, dest: Path) -> Worktree:
     return Worktree(repo_root=root, path=dest.resolve(), branch=branch, base_commit=base, user_tree_dirty=dirty)
 
 
+def discard_worktree(repo: git.Repo, worktree: Worktree) -> None:
+    """Undo `create_worktree` for a run that never started (bad input): no stray branch or worktree."""
+    repo.git.worktree("remove", "--force", str(worktree.path))
+    repo.git.branch("-D", worktree.branch)
+
+
 def commit_all(worktree: Worktree, message: str) -> str | None:
     """Commit every change in the worktree; returns the new commit, or None if nothing changed."""
     repo = worktree.repo

@@ -89,6 +89,10 @@ def test_selector_matching_no_test_is_bad_input(sample_repo, agent_env):
         result = run_cli(fix_args(sample_repo, server, task="tests/test_cart.py::test_nope"), agent_env)
     assert result.code == 2
     assert "no test matches" in result.stderr and "Traceback" not in result.stderr
+    # nothing is left behind: no branch, no worktree, no run directory
+    assert "agent/" not in git(sample_repo, "branch", "--list")
+    assert git(sample_repo, "worktree", "list").count("\n") == 1
+    assert not list(Path(agent_env["AGENT_HOME"]).glob("runs/*"))
 
 
 @pytest.mark.parametrize("where", ["missing", "not-git"])
