@@ -28,7 +28,7 @@ from agent.report import build_report, exit_code_for, write_report
 from agent.runs import cache_dir, new_run_dir
 from agent.task import Task
 from agent.trajectory import Trajectory
-from agent.verify import verify
+from agent.verify import Verification, verify
 from sandbox.base import Sandbox, SandboxError
 from tools.base import ToolContext, ToolLimits
 from tools.registry import fix_tools
@@ -177,8 +177,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
             client=client, tools=fix_tools(), ctx=ctx, budget=budget,
             policy=Policy(settings.policy, forced_mode=options.mode, default_mode=settings.model.default_mode),
             trajectory=trajectory,
-            verifier=lambda: verify(sandbox, targets=task.targets, selection=selection, baseline=baseline,
-                                    test_command=test_command, timeout=timeout),
+            verifier=lambda: _verify_task(worktree, task, sandbox, selection, baseline, test_command, timeout),
             prices=settings.prices(), max_output=settings.model.max_tokens,
             context_limit=min(settings.model.context_window, settings.loop.prompt_ceiling or 1 << 62),
             chars_per_token=settings.loop.chars_per_token,
@@ -222,6 +221,15 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
                      cost=report["cost"], calls=report["calls"])
     trajectory.close()
     return report, exit_override if exit_override is not None else exit_code_for(report["status"])
+
+
+def _verify_task(worktree: gitops.Worktree, task: Task, sandbox: Sandbox, selection: list[str],
+                 baseline: TestRun, test_command: list[str], timeout: float) -> Verification:
+    """Targets pass twice with no regressions; a task without targets must at least have changed something."""
+    if not task.targets and not worktree.repo.is_dirty(untracked_files=True):
+        return Verification(False, "no change was made, and the task names no test to check")
+    return verify(sandbox, targets=task.targets, selection=selection, baseline=baseline,
+                  test_command=test_command, timeout=timeout)
 
 
 class _Done(Exception):

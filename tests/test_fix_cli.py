@@ -190,3 +190,18 @@ def test_bad_arguments_misses_and_escapes_become_observations(sample_repo, agent
     assert "absolute" in texts[3]
     assert "test file" in texts[4]
     assert "tests/test_cart.py" not in result.report["patch"]
+
+
+def test_free_text_task_without_targets_needs_a_change_and_no_regressions(sample_repo, agent_env):
+    finish = {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}
+    fmt = {"tool_calls": [{"name": "edit", "arguments": {"path": "shop/money.py", "old": 'return f"{amount:.2f}"',
+                                                         "new": 'return f"{amount:,.2f}"'}}]}
+    with FakeGLM(turns=[finish, fmt, finish], api_key=TEST_KEY) as server:
+        result = run_cli(fix_args(sample_repo, server, task="format amounts with thousands separators"), agent_env)
+        second_prompt = json.dumps(server.requests[1]["messages"])
+    assert result.code == 0, result.stderr
+    report = result.report
+    assert "no change was made" in second_prompt
+    assert report["status"] == "resolved" and report["tests"]["target"] == []
+    assert report["tests"]["before"]["counts"] == {"failed": 1, "passed": 3}  # the whole suite is the baseline
+    assert report["branch"] == "agent/format-amounts-with-thousands-separators"
