@@ -38,6 +38,11 @@ LIBRARIES = [
     ("idna==3.7", ["idna"], "tests", ""),
     ("sqlparse==0.5.0", ["sqlparse"], "tests", ""),
     ("click==8.1.7", ["src/click"], "tests", "src"),
+    # the hard case: this Python's standard library as one 1,800-file repo (the bench_summary corpus)
+    ("stdlib", ["textwrap.py", "shlex.py", "fractions.py", "colorsys.py", "ipaddress.py", "calendar.py", "html",
+                "fnmatch.py"],
+     "test/test_textwrap.py test/test_shlex.py test/test_fractions.py test/test_colorsys.py "
+     "test/test_ipaddress.py test/test_calendar.py test/test_html.py test/test_fnmatch.py", ""),
 ]
 
 # (name, pattern, replacement): single-site edits of the kinds real bugs have
@@ -128,7 +133,7 @@ def candidate_sites(root: Path, src_dirs: list[str]) -> list[tuple[str, int, int
     """(relpath, line index, mutation index) for every place a mutation pattern matches."""
     sites = []
     for d in src_dirs:
-        for path in sorted((root / d).rglob("*.py")):
+        for path in sorted((root / d).rglob("*.py")) if (root / d).is_dir() else [root / d]:
             rel = path.relative_to(root).as_posix()
             if "/tests/" in f"/{rel}" or path.name.startswith("test"):
                 continue
@@ -162,10 +167,19 @@ def first_failure(output: str) -> str | None:
 def make_instances(spec: str, src_dirs: list[str], tests: str, pythonpath: str, work: Path,
                    per_lib: int, rng: random.Random) -> tuple[Path | None, list[Instance], str]:
     try:
-        root = unpack(fetch_sdist(spec, work / "sdists"), work / "repos")
+        if spec == "stdlib":
+            from evals.bench_summary import build_corpus
+
+            root = work / "repos" / "stdlib"
+            if not (root / ".git").exists():
+                build_corpus(root)
+            per_lib *= 2
+        else:
+            root = unpack(fetch_sdist(spec, work / "sdists"), work / "repos")
     except (subprocess.SubprocessError, OSError, tarfile.TarError) as exc:
         return None, [], f"{spec}: unavailable ({type(exc).__name__})"
-    code, out = run_pytest(root, pythonpath, "-q", "-x", tests)
+    test_args = tests.split()
+    code, out = run_pytest(root, pythonpath, "-q", "-x", *test_args)
     if code != 0:
         return root, [], f"{spec}: baseline test run does not pass (exit {code}); skipped"
     sites = candidate_sites(root, src_dirs)
@@ -182,7 +196,7 @@ def make_instances(spec: str, src_dirs: list[str], tests: str, pythonpath: str, 
             continue
         tries += 1
         try:
-            code, out = run_pytest(root, pythonpath, "-q", "-x", "-rfE", tests)
+            code, out = run_pytest(root, pythonpath, "-q", "-x", "-rfE", *test_args)
             test = first_failure(out) if code == 1 else None
             if test:
                 _, tb = run_pytest(root, pythonpath, test)  # what `agent fix` sees when it reproduces

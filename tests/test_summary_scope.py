@@ -86,5 +86,7 @@ def test_scope_dirs_fence_and_task_identifiers(tmp_path):
     assert scope.fence == ["src/shop", "nope"] and any("nope" in n for n in scope.notes)
     assert scope.seed_files[:2] == ["src/shop/cart.py", "src/shop/registry.py"]
     assert "src/shop/unrelated.py" in scope.weights and "src/shop/unrelated.py" not in scope.seed_files
+    absolute = compute_scope(root, index, [], None, [str(root / "src"), "/elsewhere"], "")
+    assert absolute.fence == ["src"] and any("outside the repository" in n for n in absolute.notes)
     missing = compute_scope(root, index, ["tests/test_nope.py::t"], "garbage\nno frames", [], "")
     assert missing.seed_files == [] and any("not found" in n for n in missing.notes)

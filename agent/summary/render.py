@@ -18,7 +18,7 @@ from agent.summary.index import RepoIndex
 from agent.summary.scope import Scope
 from agent.summary.tags import HIDDEN, Def
 
-RENDER_VERSION = 2
+RENDER_VERSION = 3  # bump when rendering changes: cached repo parts and graphs are keyed on it
 REPO_SHARE = 0.25        # of the token budget for the repo-wide part
 TASK_DAMPING = 0.6       # lower than the global 0.85: the task ranking stays near its seeds
 MAX_FULL_DEFS = 40       # definitions listed per in-scope file before "... more" (fewer on small budgets)

@@ -180,6 +180,12 @@ def compute_scope(root: Path, index: RepoIndex, target_tests: list[str], traceba
     # 3. --scope dirs: the fence, and a light focus on what is inside
     fence: list[str] = []
     for d in scope_dirs:
+        if Path(d).is_absolute():
+            try:
+                d = Path(d).resolve().relative_to(root).as_posix()
+            except ValueError:
+                notes.append(f"--scope {d}: outside the repository")
+                continue
         norm = PurePosixPath(d.replace("\\", "/")).as_posix().strip("/")
         norm = "" if norm == "." else norm
         if not (root / norm).is_dir():
