@@ -180,7 +180,7 @@ def summary(
     repo: RepoOpt = Path("."),
     test: TestOpt = [],  # noqa: B006
     scope: ScopeOpt = [],  # noqa: B006
-    tokens: Annotated[int, typer.Option(help="Token budget of the summary.")] = 2048,
+    tokens: Annotated[int | None, typer.Option(help="Token budget (default: [loop] summary_tokens).")] = None,
     run: Annotated[bool, typer.Option("--run", help="Run the tests and seed from the traceback.")] = False,
     sandbox: Annotated[str | None, typer.Option(envvar="AGENT_SANDBOX")] = None,
 ) -> None:

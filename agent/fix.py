@@ -71,11 +71,11 @@ def make_sandbox(settings: Settings, worktree: Path, user_repo: Path, log: Calla
 
 def _summarise(worktree: Path, task: Task, traceback: str, scopes: list[str], tokens: int,
                log: Callable[[str], None]) -> tuple[Any, Any, Any]:
-    from agent.summary import RepoIndex, compute_scope, render_summary
+    """Index, scope and summary of the worktree; `agent summary` renders the same from the same inputs."""
+    from agent.summary import summarise
 
-    index = RepoIndex.build(worktree, cache_dir=cache_dir())
-    scope = compute_scope(worktree, index, task.targets, traceback, scopes, task.text)
-    summary = render_summary(index, scope, tokens)
+    index, scope, summary = summarise(worktree, task.targets, scopes, tokens, traceback=traceback,
+                                      task_text=task.text, cache_dir=cache_dir())
     for note in summary.notes[:5]:
         log(f"summary: {note}")
     return index, scope, summary

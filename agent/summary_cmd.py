@@ -9,24 +9,29 @@ from pathlib import Path
 from agent import gitops
 from agent.config import load_settings
 from agent.prompting import render
+from agent.runs import cache_dir
+from agent.task import Task
 
 
-def summary_text(repo: Path, tests: list[str], scopes: list[str], tokens: int, *, run: bool = False,
+def summary_text(repo: Path, tests: list[str], scopes: list[str], tokens: int | None, *, run: bool = False,
                  sandbox: str | None = None, log: Callable[[str], None] = lambda s: None) -> str:
     from agent.summary import summary_for
 
     git_repo = gitops.open_repo(Path(repo).resolve())
     root = Path(git_repo.working_tree_dir).resolve()
+    task = Task.parse(tests[0] if tests else "", tests)  # as `agent fix TEST --test ...` would parse it
+    settings = load_settings(root, {"sandbox.kind": sandbox})
     traceback = None
     if run and tests:
         from agent.fix import make_sandbox
         from tools.testing import run_pytest
 
-        settings = load_settings(root, {"sandbox.kind": sandbox})
         box = make_sandbox(settings, root, root, log, read_only=True)
         with box:
-            result = run_pytest(box, sorted({t.split("::")[0] for t in tests}),
-                                shlex.split(settings.sandbox.test_command), settings.sandbox.test_timeout)
+            result = run_pytest(box, task.target_files, shlex.split(settings.sandbox.test_command),
+                                settings.sandbox.test_timeout)
         traceback = result.output
-    summary = summary_for(root, tests, scopes, tokens, traceback=traceback, task_text=" ".join(tests))
+    tokens = tokens or settings.loop.summary_tokens
+    summary = summary_for(root, task.targets, scopes, tokens, traceback=traceback, task_text=task.text,
+                          cache_dir=cache_dir())
     return render("repo_summary.md", repo_summary=summary.repo_part) + "\n" + summary.task_part

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["RepoIndex", "Scope", "Summary", "compute_scope", "render_summary", "summary_for"]
+__all__ = ["RepoIndex", "Scope", "Summary", "compute_scope", "render_summary", "summarise", "summary_for"]
 
 _WHERE = {"RepoIndex": "index", "Scope": "scope", "compute_scope": "scope", "Summary": "render",
-          "render_summary": "render", "summary_for": "api"}
+          "render_summary": "render", "summary_for": "api",
+          "summarise": "api"}
 
 
 def __getattr__(name: str) -> Any:

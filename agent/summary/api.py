@@ -7,15 +7,22 @@ from pathlib import Path
 from agent.summary.cache import TagCache
 from agent.summary.index import RepoIndex
 from agent.summary.render import Summary, graph_key, render_summary
-from agent.summary.scope import compute_scope
+from agent.summary.scope import Scope, compute_scope
+
+
+def summarise(repo: Path | str, tests: list[str], scope_dirs: list[str], tokens: int,
+              traceback: str | None = None, task_text: str = "",
+              cache_dir: Path | None = None) -> tuple[RepoIndex, Scope, Summary]:
+    """The index (for `outline`), the scope (seeds for the policy) and the rendered summary."""
+    root = Path(repo).resolve()
+    index = RepoIndex.build(root, cache_dir=cache_dir, want_refs=lambda state: not _has_graph(cache_dir, state))
+    scope = compute_scope(root, index, list(tests), traceback, list(scope_dirs), task_text)
+    return index, scope, render_summary(index, scope, tokens)
 
 
 def summary_for(repo: Path | str, tests: list[str], scope_dirs: list[str], tokens: int,
                 traceback: str | None = None, task_text: str = "", cache_dir: Path | None = None) -> Summary:
-    root = Path(repo).resolve()
-    index = RepoIndex.build(root, cache_dir=cache_dir, want_refs=lambda state: not _has_graph(cache_dir, state))
-    scope = compute_scope(root, index, list(tests), traceback, list(scope_dirs), task_text)
-    return render_summary(index, scope, tokens)
+    return summarise(repo, tests, scope_dirs, tokens, traceback, task_text, cache_dir)[2]
 
 
 def _has_graph(cache_dir: Path | None, state: str) -> bool:

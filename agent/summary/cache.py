@@ -7,7 +7,6 @@ invalidation: a changed file simply has a new key.
 from __future__ import annotations
 
 import marshal
-import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,8 +16,9 @@ _CHUNK = 500
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "agent"
+    from agent.runs import cache_dir
+
+    return cache_dir()
 
 
 class TagCache:
