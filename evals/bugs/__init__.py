@@ -1,0 +1,1 @@
+"""Injected-bug generation for the bundled eval set."""

@@ -1,0 +1,148 @@
+"""The oracle model: replays an instance's gold patch through the agent's own tools.
+
+It answers on the GLM wire (a callable turn of the fake GLM server), so the
+whole pipeline (worktree, sandbox, summary, loop, tools, verification, report)
+runs on real repositories without a real model: search for the function, view
+it, one `edit` per hunk (the hunk's removed lines, widened with context until
+they are unique in the file as it is then), run_tests, finish. What is left to
+measure is the agent's own overhead and the harness, not the model.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from evals.fake_glm import FakeGLM
+
+ORACLE_MODEL_NAME = "oracle"
+ORACLE_KEY = "oracle-key-not-secret"
+_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+@dataclass
+class Hunk:
+    old_start: int
+    lines: list[str] = field(default_factory=list)  # each starts with ' ', '-' or '+'
+
+
+@dataclass
+class FilePatch:
+    path: str
+    hunks: list[Hunk] = field(default_factory=list)
+
+
+def parse_patch(patch: str) -> list[FilePatch]:
+    """The files and hunks of a unified diff (git's format)."""
+    files: list[FilePatch] = []
+    current: FilePatch | None = None
+    for line in patch.splitlines():
+        if line.startswith("diff --git "):
+            current = None
+        elif line.startswith("+++ "):
+            path = line[4:].split("\t", 1)[0]
+            current = FilePatch(path[2:] if path.startswith("b/") else path)
+            files.append(current)
+        elif (m := _HUNK.match(line)) and current is not None:
+            current.hunks.append(Hunk(int(m.group(1))))
+        elif current is not None and current.hunks and line[:1] in (" ", "-", "+") and not line.startswith("--- "):
+            current.hunks[-1].lines.append(line)
+        elif current is not None and current.hunks and line == "":
+            current.hunks[-1].lines.append(" ")  # a blank context line some tools strip to nothing
+    return files
+
+
+def _side(lines: list[str], keep: str) -> list[str]:
+    return [line[1:] for line in lines if line[:1] in (" ", keep)]
+
+
+def edit_for(hunk: Hunk, text: str) -> tuple[str, str]:
+    """(old, new) for one hunk: the changed region plus the fewest context lines that make `old` unique."""
+    changed = [i for i, line in enumerate(hunk.lines) if line[:1] in "-+"]
+    first, last = changed[0], changed[-1] + 1
+    for extra in range(len(hunk.lines) + 1):
+        for before in range(extra + 1):
+            lo, hi = first - before, last + extra - before
+            if lo < 0 or hi > len(hunk.lines):
+                continue
+            region = hunk.lines[lo:hi]
+            old, new = "\n".join(_side(region, "-")), "\n".join(_side(region, "+"))
+            if old.strip() and text.count(old) == 1:
+                return old, new
+    region = hunk.lines  # not unique even whole: as unique as the patch makes it
+    return "\n".join(_side(region, "-")), "\n".join(_side(region, "+"))
+
+
+def enclosing_function(source: str, line: int) -> str | None:
+    """Name of the innermost def/class around a 1-based line, for a search a model would run."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    best: tuple[int, str] | None = None
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.lineno <= line <= (node.end_lineno or node.lineno) and (best is None or node.lineno > best[0]):
+                best = (node.lineno, node.name)
+    return best[1] if best else None
+
+
+def plan_turns(patch: str, root: Path, summary: str = "Applied the fix.") -> list[dict[str, Any]]:
+    """The tool calls that replay `patch` on the repository at `root`, one call per turn."""
+    turns: list[dict[str, Any]] = []
+    files = parse_patch(patch)
+    if not files:
+        raise ValueError("the gold patch has no hunks")
+    first = files[0]
+    source = (root / first.path).read_text(encoding="utf-8") if (root / first.path).is_file() else ""
+    line = first.hunks[0].old_start if first.hunks else 1
+    name = enclosing_function(source, line + 3)
+    pattern = rf"def {name}\b" if name and not name[:1].isupper() else (rf"class {name}\b" if name else None)
+    turns.append({"reasoning": "Find the code the failing tests exercise.",
+                  "tool_calls": [{"name": "search", "arguments": {"pattern": pattern or re.escape(first.path)}}]})
+    for fp in files:
+        path = root / fp.path
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        if fp.hunks:
+            start = max(1, fp.hunks[0].old_start - 10)
+            end = fp.hunks[-1].old_start + len(fp.hunks[-1].lines) + 10
+            turns.append({"reasoning": f"Read {fp.path} around the suspect lines.",
+                          "tool_calls": [{"name": "view", "arguments": {"path": fp.path, "start": start,
+                                                                        "end": end}}]})
+        for hunk in fp.hunks:
+            old, new = edit_for(hunk, text)
+            if not old:
+                raise ValueError(f"{fp.path}: a hunk without context cannot be replayed as an edit")
+            text = text.replace(old, new, 1)
+            turns.append({"reasoning": "Fix it.", "tool_calls": [
+                {"name": "edit", "arguments": {"path": fp.path, "old": old, "new": new}}]})
+    turns.append({"reasoning": "Check the tests.", "tool_calls": [{"name": "run_tests", "arguments": {}}]})
+    turns.append({"content": "Done.", "tool_calls": [{"name": "finish", "arguments": {"summary": summary}}]})
+    return turns
+
+
+class OracleResponder:
+    """A callable turn for FakeGLM: the next planned call, by how many assistant turns the request holds.
+
+    Reading the position from the request (not a counter) keeps it right across the client's retries.
+    After the plan, it finishes; a refused edit is reported in the finish summary.
+    """
+
+    def __init__(self, turns: list[dict[str, Any]]) -> None:
+        self.turns = turns
+
+    def __call__(self, body: dict[str, Any]) -> dict[str, Any]:
+        messages = body.get("messages") or []
+        step = sum(1 for m in messages if m.get("role") == "assistant")
+        if step < len(self.turns):
+            return self.turns[step]
+        return {"content": "Done.", "tool_calls": [{"name": "finish", "arguments": {
+            "summary": "The oracle has no more steps."}}]}
+
+
+def oracle_server(patch: str, root: Path, api_key: str = ORACLE_KEY) -> FakeGLM:
+    """A FakeGLM (not started) that plays the oracle for this patch on this repository."""
+    return FakeGLM(turns=OracleResponder(plan_turns(patch, root)), api_key=api_key)
