@@ -22,9 +22,9 @@ from docker.errors import ImageNotFound
 
 from sandbox.base import SandboxError
 from sandbox.engine import ensure_engine
+from sandbox.releases import RELEASES
 
 REPOSITORY = "agent-base"
-RELEASES = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
 PACKAGES = ("python3", "python3-venv", "python3-pip", "git", "ca-certificates")
 TRIM = ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale",
         "usr/share/info", "var/log")

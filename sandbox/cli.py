@@ -7,8 +7,9 @@ import sys
 import typer
 
 from sandbox.base import SandboxError
-from sandbox.base_image import RELEASES, base_image_status, build_base
-from sandbox.engine import engine_status
+from sandbox.releases import RELEASES
+
+# The Docker SDK is imported inside the commands: every `agent` start pays for this module.
 
 sandbox_app = typer.Typer(help="Manage the Docker sandbox: base image and stray containers.",
                           no_args_is_help=True)
@@ -23,6 +24,8 @@ def build_base_cmd(
     python: str = typer.Option("3.11", help=f"Python of the image: {', '.join(RELEASES)}"),
 ) -> None:
     """Build the base image from Debian packages (no registry); does nothing when it exists."""
+    from sandbox.base_image import build_base
+
     try:
         tag = build_base(python, log=_log)
     except SandboxError as exc:
@@ -50,6 +53,9 @@ def gc_cmd(
 
 def doctor_checks(python: str = "3.11") -> list[tuple[str, bool, str]]:
     """(name, ok, detail or fix) for the engine and the base image."""
+    from sandbox.base_image import base_image_status
+    from sandbox.engine import engine_status
+
     ok, detail = engine_status()
     checks = [("docker engine", ok, detail)]
     if not ok:
