@@ -116,7 +116,8 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
 
     started = time.monotonic()
     run_dir = new_run_dir(task.slug)
-    trajectory = Trajectory(run_dir / "trajectory.jsonl", secrets=[api_key or ""])
+    trajectory = Trajectory(run_dir / "trajectory.jsonl",
+                            secrets=[api_key, os.environ.get("GITHUB_TOKEN"), os.environ.get("GH_TOKEN")])
     worktree = gitops.create_worktree(repo, task.slug, run_dir / "worktree")
     notes: list[str] = []
     if worktree.user_tree_dirty:

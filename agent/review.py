@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import re
 import shutil
 import subprocess
@@ -309,7 +310,8 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
     files = parse_diff(diff_text)
     started = time.monotonic()
     run_dir = new_run_dir("review-" + slugify(head_sha[:12]))
-    trajectory = Trajectory(run_dir / "trajectory.jsonl", secrets=[api_key or ""])
+    trajectory = Trajectory(run_dir / "trajectory.jsonl",
+                            secrets=[api_key, os.environ.get("GITHUB_TOKEN"), os.environ.get("GH_TOKEN")])
     trajectory.event("start", mode="review", base=base_sha, head=head_sha, merge_base=fork,
                      files=[f.path for f in files], max_findings=max_findings, model=settings.model.name,
                      base_url=settings.model.base_url, prior_comments=len(opts.prior_comments))

@@ -12,18 +12,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.redact import Redactor
+
 
 class Trajectory:
-    def __init__(self, path: Path, secrets: list[str] | None = None) -> None:
+    def __init__(self, path: Path, secrets: list[str | None] | None = None) -> None:
         self.path = path
-        self._secrets = [s for s in (secrets or []) if s and len(s) >= 4]
+        self._redact = Redactor(secrets or [])
         self._file = path.open("a", encoding="utf-8")
         self._started = time.time()
-
-    def _redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "[REDACTED]")
-        return text
 
     def event(self, kind: str, **fields: Any) -> None:
         record = {"event": kind, "ts": round(time.time(), 3), "t": round(time.time() - self._started, 3)}
