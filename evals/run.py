@@ -3,8 +3,9 @@
 Outputs in --out: predictions.jsonl (the official harness's format: instance_id,
 model_name_or_path, model_patch), results.jsonl (everything measured per
 instance), metrics.json and a printed table. Resumable: instances already in
-results.jsonl are skipped. Without --base-url the model is the oracle (the gold
-patch replayed through the agent's tools); with it, a real endpoint (GLM_API_KEY).
+results.jsonl without an error are skipped (errored ones run again; the latest
+record wins). Without --base-url the model is the oracle (the gold patch replayed
+through the agent's tools); with it, a real endpoint (GLM_API_KEY).
 
     python -m evals.run [--instances FILE] [--ids ID ...] [--workers N] [--sandbox docker|local]
                         [--base-url URL] [--model NAME] [--out DIR] [--executor local|ray]
@@ -36,6 +37,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def latest(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per instance_id, the last one written (a rerun of an errored instance wins)."""
+    return list({r["instance_id"]: r for r in records}.values())
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     with path.open("a", encoding="utf-8") as handle:
         handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -52,10 +58,10 @@ def run_set(instances: list[Instance], config: RunConfig, out: Path, workers: in
     console = console or Console(stderr=True)
     out.mkdir(parents=True, exist_ok=True)
     results_path, preds_path = out / "results.jsonl", out / "predictions.jsonl"
-    done = {r["instance_id"] for r in read_jsonl(results_path)}
+    done = {r["instance_id"] for r in latest(read_jsonl(results_path)) if not r.get("error")}
     todo = [i for i in instances if i.instance_id not in done]
     if done:
-        console.print(f"resuming: {len(done)} done, {len(todo)} to run")
+        console.print(f"resuming: {len(done)} done, {len(todo)} to run (errored ones run again)")
     seen_envs: set[tuple[str, str, str]] = set()
     for inst in todo:  # build each environment image once, before the workers race to build it
         env = inst.environment_setup
@@ -80,8 +86,13 @@ def run_set(instances: list[Instance], config: RunConfig, out: Path, workers: in
             progress.update(bar, advance=1, last=f"{mark} {result['instance_id']} · {resolved} resolved")
             if result.get("error"):
                 console.print(f"[red]{result['instance_id']}[/]: {result['error'][:400]}")
+    everything = latest(read_jsonl(results_path))
+    tmp = preds_path.with_suffix(".tmp")  # one prediction per instance: the latest run's
+    tmp.write_text("".join(json.dumps(prediction(r), ensure_ascii=False) + "\n" for r in everything),
+                   encoding="utf-8")
+    tmp.replace(preds_path)
     wanted = {i.instance_id for i in instances}
-    results = [r for r in read_jsonl(results_path) if r["instance_id"] in wanted]
+    results = [r for r in everything if r["instance_id"] in wanted]
     summary = summarize(results)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return {"summary": summary, "results": results}
@@ -101,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--executor", choices=("local", "ray"), default="local")
     ap.add_argument("--ray-address", default=None, help="join a Ray cluster (with --executor ray)")
     ap.add_argument("--keep", action="store_true", help="keep per-instance repos and grading checkouts")
-    ap.add_argument("--agent-arg", action="append", default=[], help="extra `agent fix` argument (repeatable)")
+    ap.add_argument("--agent-arg", action="append", default=[],
+                    help="extra `agent fix` argument, e.g. --agent-arg=--max-turns=20 (repeatable)")
     args = ap.parse_args(argv)
     console = Console(stderr=True)
     if args.base_url and not (os.environ.get("GLM_API_KEY") or os.environ.get("ZAI_API_KEY")):

@@ -57,10 +57,14 @@ def agent_toml(inst: Instance) -> str:
 
 
 def write_agent_toml(repo: Path, inst: Instance) -> None:
-    """The instance's environment as the repository's (untracked) .agent.toml, unless it has one."""
+    """The instance's environment as the repository's .agent.toml (git-excluded: the checkout stays clean)."""
     path = repo / ".agent.toml"
     if not path.exists():
         path.write_text(agent_toml(inst), encoding="utf-8")
+        exclude = repo / ".git" / "info" / "exclude"
+        if exclude.parent.is_dir():
+            with exclude.open("a", encoding="utf-8") as handle:
+                handle.write("\n/.agent.toml\n")
 
 
 def fix_command(inst: Instance, repo: Path, base_url: str, config: RunConfig) -> list[str]:

@@ -149,6 +149,32 @@ def test_eval_run_end_to_end_through_the_cli_and_resumes(instance, tmp_path, iso
     assert len((out / "predictions.jsonl").read_text().splitlines()) == 1
 
 
+def test_a_real_endpoint_path_and_errored_instances_run_again(instance, tmp_path, isolated, monkeypatch):
+    """--base-url: the runner does not start the oracle; the endpoint (here one on loopback) is the model."""
+    from evals.fake_glm import FakeGLM
+    from evals.materialize import materialize
+    from evals.oracle import OracleResponder, plan_turns
+    from evals.run import run_set
+
+    turns = plan_turns(instance.patch, materialize(instance, tmp_path / "plan"))
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = {"instance_id": instance.instance_id, "model_name_or_path": "glm-5.2", "model_patch": "",
+             "resolved": False, "error": "EnvironmentProblem: engine down"}
+    (out / "results.jsonl").write_text(json.dumps(stale) + "\n")
+    (out / "predictions.jsonl").write_text(json.dumps({k: stale[k] for k in list(stale)[:3]}) + "\n")
+    monkeypatch.setenv("GLM_API_KEY", "sk-real-endpoint-test-key")
+    with FakeGLM(turns=OracleResponder(turns), api_key="sk-real-endpoint-test-key") as server:
+        config = RunConfig(work=str(tmp_path / "work"), sandbox="local", base_url=server.base_url)
+        outcome = run_set([instance], config, out, workers=1, show_progress=False)
+        assert len(server.requests) >= 3
+    [result] = outcome["results"]
+    assert result["resolved"] and result["model_name_or_path"] == "glm-5.2" and result["error"] is None
+    [pred] = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert pred["model_patch"] == result["model_patch"] and FIXED_LINE.strip() in pred["model_patch"]
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2  # the history is kept; the latest wins
+
+
 def test_eval_run_refuses_a_real_endpoint_without_a_key(tmp_path, isolated):
     proc = subprocess.run([sys.executable, "-m", "evals.run", "--base-url", "http://127.0.0.1:9/v4", "--out",
                            str(tmp_path / "o")], capture_output=True, text=True, timeout=60,

@@ -231,7 +231,9 @@ CLAMP = {
 }
 
 
+@pytest.mark.slow
 def test_generator_keeps_bugs_that_fail_tests_and_records_instances(tmp_path):
+    """About a dozen real pytest runs on a tiny library built as an sdist in the cache (no network)."""
     import random
 
     from evals.bugs.generate import Library, bugs_for

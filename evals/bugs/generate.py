@@ -213,20 +213,36 @@ def validate(instances: list[Instance], sandbox: str, cache: Path | None = None,
     return kept
 
 
+def _one_library(lib: Library, per_lib: int, seed: int, cache: Path, work: Path) -> list[Instance]:
+    rng = random.Random(f"{seed}:{lib.package}:{lib.version}")
+    return bugs_for(lib, work / lib.package, cache, per_lib, rng, log=lambda line: print(line, flush=True))
+
+
 def generate(libraries: tuple[Library, ...] = LIBRARIES, per_lib: int = 3, seed: int = 7,
-             cache: Path | None = None, work: Path | None = None, log=print) -> list[Instance]:
+             cache: Path | None = None, work: Path | None = None, workers: int = 1) -> list[Instance]:
+    """Bugs for every library, in library order (each library has its own seeded RNG: the output does not
+    depend on `workers`, which runs libraries in parallel processes)."""
+    from concurrent.futures import ProcessPoolExecutor
+
     from evals.materialize import default_cache
 
     work_dir = Path(work or tempfile.mkdtemp(prefix="evals-bugs-"))
-    out: list[Instance] = []
+    cache_dir = Path(cache or default_cache())
+    for lib in libraries:  # download first, one at a time: parallel pip runs would race on the cache
+        from evals.materialize import fetch_sdist
+
+        fetch_sdist(lib.package, lib.version, cache_dir)
     try:
-        for lib in libraries:
-            rng = random.Random(f"{seed}:{lib.package}:{lib.version}")
-            out += bugs_for(lib, work_dir, Path(cache or default_cache()), per_lib, rng, log)
+        if workers <= 1:
+            per = [_one_library(lib, per_lib, seed, cache_dir, work_dir) for lib in libraries]
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                per = list(pool.map(_one_library, libraries, [per_lib] * len(libraries), [seed] * len(libraries),
+                                    [cache_dir] * len(libraries), [work_dir] * len(libraries)))
     finally:
         if work is None:
             shutil.rmtree(work_dir, ignore_errors=True)
-    return out
+    return [inst for found in per for inst in found]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-lib", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--only", nargs="*", help="package names to include")
+    ap.add_argument("--workers", type=int, default=max(1, min(2, os.cpu_count() or 1)),
+                    help="libraries generated in parallel (default: min(2, cores))")
     ap.add_argument("--validate", choices=("docker", "local", "none"), default="docker",
                     help="re-check every instance in this sandbox (default: docker, where evals grade)")
     ap.add_argument("--validate-only", action="store_true", help="only re-check the instances already in --out")
@@ -246,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
         instances = load_instances(args.out)
     else:
-        instances = generate(libs, args.per_lib, args.seed)
+        instances = generate(libs, args.per_lib, args.seed, workers=args.workers)
     if args.validate != "none":
         instances = validate(instances, args.validate)
     args.out.parent.mkdir(parents=True, exist_ok=True)
