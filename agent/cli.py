@@ -206,6 +206,15 @@ def demo(
     raise typer.Exit(code)
 
 
+@app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                                            "help_option_names": []})
+def eval_(ctx: typer.Context) -> None:
+    """Run an eval set (SWE-bench format) through `agent fix`; see `agent eval --help`."""
+    from evals.run import main as eval_main
+
+    raise typer.Exit(eval_main(list(ctx.args)))
+
+
 @app.command()
 def cost(run_dir: Annotated[Path, typer.Argument(help="A run directory (with trajectory.jsonl).")],
          json_out: JsonOpt = False) -> None:
