@@ -127,3 +127,26 @@ def test_language_for_and_outline_format():
 def test_split_patterns_keeps_predicates_and_drops_comments():
     pats = split_patterns('; c\n(a) @x\n((b) @y (#match? @y "^(x)$"))\n[(c) (d)] @z\n')
     assert pats == ["(a) @x", '((b) @y (#match? @y "^(x)$"))', "[(c) (d)] @z"]
+
+
+def test_lifted_match_predicates_filter_like_tree_sitter():
+    """`#match?` applied in Python (for speed) keeps exactly what py-tree-sitter's predicate keeps."""
+    from tree_sitter import Query, QueryCursor
+    from tree_sitter_language_pack import get_language, get_parser
+
+    from agent.summary.tags import _lift_predicates
+
+    src = (b'class A:\n    code = """abc\n"""\n    c2 = "E501"\n    c3 = " x"\n    c4 = "ab"\n'
+           b'print("hello_there", "no way", "x1")\n')
+    pats = ['((string (string_content) @s) (#match? @s "^[A-Za-z_][A-Za-z0-9_]{2,63}$"))',
+            '((identifier) @i (#match? @i "^c"))', "(call function: (identifier) @i)"]
+    text, filters = _lift_predicates(pats)
+    assert set(filters) == {"s"}  # @i also comes from an unfiltered pattern: its predicate stays
+    assert "(#match? @i" in text and "(#match? @s" not in text
+    lang = get_language("python")
+    root = get_parser("python").parse(src).root_node
+    native = QueryCursor(Query(lang, "\n".join(pats))).captures(root)
+    lifted = QueryCursor(Query(lang, text)).captures(root)
+    kept = sorted(n.text for n in lifted["s"] if filters["s"].search(n.text.decode()))
+    assert kept == sorted(n.text for n in native["s"]) == [b"E501", b"abc\n", b"hello_there"]
+    assert sorted(n.text for n in lifted["i"]) == sorted(n.text for n in native["i"])

@@ -34,17 +34,20 @@ def build_graph(defs_by_file: Mapping[str, list[str]], refs_by_file: Mapping[str
         for name in sorted(set(defs_by_file[path])):
             definers_l.setdefault(name, []).append(i)
     definers = {name: tuple(v) for name, v in definers_l.items()}
+    # names that can make an edge at all; each file's refs are intersected with them in C
+    linkable = {name: (v, len(v), name.startswith("_") and not name.startswith("__"))
+                for name, v in definers.items() if len(v) <= MAX_DEFINERS and len(name) >= MIN_NAME}
+    names = linkable.keys()
     out: list[list[tuple[int, float]]] = []
+    empty: dict[str, int] = {}
     for path in nodes:
         u = ids[path]
         acc: dict[int, float] = {}
-        refs = refs_by_file.get(path, {})
-        for name in sorted(refs):
-            targets = definers.get(name)
-            if not targets or len(targets) > MAX_DEFINERS or len(name) < MIN_NAME:
-                continue
-            w = math.sqrt(refs[name]) / len(targets)
-            if name.startswith("_") and not name.startswith("__"):
+        refs = refs_by_file.get(path, empty)
+        for name in sorted(names & refs.keys()):
+            targets, n, private = linkable[name]
+            w = math.sqrt(refs[name]) / n
+            if private:
                 w *= 0.3
             for v in targets:
                 if v != u:

@@ -7,6 +7,9 @@ process. The result is plain tuples/dicts so it can be marshalled into the cache
 from __future__ import annotations
 
 import re
+from collections import Counter
+from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from agent.summary.languages import query_text
@@ -24,6 +27,7 @@ _SIG_MAX = 200
 _VALUE_MAX = 100
 
 _compiled: dict[str, Any] = {}
+_TEXT = attrgetter("text")
 
 
 def split_patterns(text: str) -> list[str]:
@@ -63,11 +67,50 @@ def split_patterns(text: str) -> list[str]:
     return patterns
 
 
-def _query(lang: str) -> tuple[Any, Any, Any]:
-    """(parser, query, query without text predicates) for a grammar, compiled once per process.
+_MATCH = re.compile(r'\(#match\?\s+@([\w.]+)\s+"([^"\\]*)"\s*\)')  # (#match? @capture "regex"), no escapes
+_CAPTURE = re.compile(r"@([\w.]+)")
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    parser: Any
+    query: Any                                   # for UTF-8 sources, `#match?` lifted into `filters`
+    filters: dict[str, re.Pattern[str]]          # capture name -> regex its text must match
+    language: Any
+    safe_text: str                               # the patterns without predicates, for non-UTF-8 sources
+    safe: list[Any] = field(default_factory=list)  # its compiled query, made on first use
+
+
+def _lift_predicates(patterns: list[str]) -> tuple[str, dict[str, re.Pattern[str]]]:
+    """Query text with `#match?` predicates taken out where Python can apply them per capture.
+
+    py-tree-sitter evaluates a predicate by calling back into Python for every candidate node
+    (every string literal, docstrings included); filtering the captured names afterwards costs
+    less and gives the same result when the predicate tests the pattern's only capture and every
+    pattern producing that capture name has the same predicate. Anything else stays in the query.
+    """
+    lift: list[tuple[str, str] | None] = []  # per pattern: (capture, regex) Python can apply
+    producers: dict[str, set[str | None]] = {}  # capture name -> regexes of the patterns producing it
+    for pattern in patterns:
+        preds = _MATCH.findall(pattern)
+        rest = _MATCH.sub("", pattern)
+        caps = set(_CAPTURE.findall(rest))
+        item = preds[0] if len(preds) == 1 and caps == {preds[0][0]} and "(#" not in rest else None
+        lift.append(item)
+        for cap in caps:
+            producers.setdefault(cap, set()).add(item[1] if item else None)
+    filters = {cap: re.compile(next(iter(regexes))) for cap, regexes in producers.items()
+               if len(regexes) == 1 and None not in regexes}
+    text = "\n".join(_MATCH.sub("", p) if item and item[0] in filters else p
+                     for p, item in zip(patterns, lift, strict=True))
+    return text, filters
+
+
+def _query(lang: str) -> _Compiled:
+    """Parser and queries for a grammar, compiled once per process.
 
     Text predicates (#match?) decode the source as UTF-8 inside py-tree-sitter and crash on other
-    bytes, so non-UTF-8 files get the predicate-free variant.
+    bytes, so non-UTF-8 files get a predicate-free variant.
     """
     got = _compiled.get(lang)
     if got is None:
@@ -75,11 +118,20 @@ def _query(lang: str) -> tuple[Any, Any, Any]:
         from tree_sitter_language_pack import get_language, get_parser
 
         language = get_language(lang)
-        text = query_text(lang)
-        safe = "\n".join(p for p in split_patterns(text) if "(#" not in p)
-        got = (get_parser(lang), Query(language, text), Query(language, safe))
+        patterns = split_patterns(query_text(lang))
+        text, filters = _lift_predicates(patterns)
+        safe = "\n".join(p for p in patterns if "(#" not in p)
+        got = _Compiled(get_parser(lang), Query(language, text), filters, language, safe)
         _compiled[lang] = got
     return got
+
+
+def _safe_query(compiled: _Compiled) -> Any:
+    if not compiled.safe:
+        from tree_sitter import Query
+
+        compiled.safe.append(Query(compiled.language, compiled.safe_text))
+    return compiled.safe[0]
 
 
 def extract(lang: str, data: bytes, utf8: bool | None = None) -> FileTags:
@@ -87,7 +139,8 @@ def extract(lang: str, data: bytes, utf8: bool | None = None) -> FileTags:
 
     One captures() pass serves definitions and references (cheaper than matches(), which would
     pair names with their definition nodes for us); names find their definition node by walking
-    up a few parents.
+    up a few parents. References are counted as bytes in C (Counter over the nodes' text) and
+    each distinct name is decoded once.
     """
     from tree_sitter import QueryCursor
 
@@ -97,39 +150,52 @@ def extract(lang: str, data: bytes, utf8: bool | None = None) -> FileTags:
             utf8 = True
         except UnicodeDecodeError:
             utf8 = False
-    parser, query, safe_query = _query(lang)
-    root = parser.parse(data).root_node
-    caps = QueryCursor(query if utf8 else safe_query).captures(root)
+    compiled = _query(lang)
+    filters = compiled.filters if utf8 else {}
+    root = compiled.parser.parse(data).root_node
+    caps = QueryCursor(compiled.query if utf8 else _safe_query(compiled)).captures(root)
     raw: dict[int, tuple[str, str, Any]] = {}
-    refs: dict[str, int] = {}
+    counts: Counter[bytes] = Counter()  # unfiltered reference names, counted as bytes
+    checked: list[tuple[Counter[bytes], re.Pattern[str] | None, bool]] = []
     for cap in sorted(caps):
         nodes = caps[cap]
+        keep = filters.get(cap)
         if cap.startswith("name.definition."):
             kind = cap[16:]
-            owners = {(n.start_byte, n.end_byte, n.type): n for n in caps.get("definition." + kind, ())}
+            owners = set(caps.get("definition." + kind, ()))
             for node in nodes:
                 key = node.start_byte
                 if key not in raw:
-                    raw[key] = (node.text.decode("utf-8", "replace"), kind, _owner(node, owners))
+                    name = node.text.decode("utf-8", "replace")
+                    if keep is None or keep.search(name):
+                        raw[key] = (name, kind, _owner(node, owners))
         elif cap.startswith("name.reference."):
             string = cap == "name.reference.string"
-            for node in nodes:
-                name = node.text.decode("utf-8", "replace")
-                if string and not _IDENT.match(name):
-                    continue
-                refs[name] = refs.get(name, 0) + 1
+            if keep is None and not string:
+                counts.update(map(_TEXT, nodes))
+            else:
+                checked.append((Counter(map(_TEXT, nodes)), keep, string))
+    refs: dict[str, int] = {}
+    for text, count in counts.items():
+        name = text.decode("utf-8", "replace")
+        refs[name] = refs.get(name, 0) + count
+    for got, keep, string in checked:
+        for text, count in got.items():
+            name = text.decode("utf-8", "replace")
+            if (keep is not None and not keep.search(name)) or (string and not _IDENT.match(name)):
+                continue
+            refs[name] = refs.get(name, 0) + count
     return _nest(data, raw), refs, bool(root.has_error)
 
 
-def _owner(node: Any, owners: dict[tuple[int, int, str], Any]) -> Any:
+def _owner(node: Any, owners: set[Any]) -> Any:
     """The captured definition node enclosing a name node (the name itself if none is near)."""
     cur = node.parent
     for _ in range(6):
         if cur is None:
             break
-        hit = owners.get((cur.start_byte, cur.end_byte, cur.type))
-        if hit is not None:
-            return hit
+        if cur in owners:
+            return cur
         cur = cur.parent
     return node
 
@@ -145,7 +211,9 @@ def _signature(data: bytes, node: Any, kind: str) -> str:
     else:
         limit = _SIG_MAX
     raw = data[start:end].decode("utf-8", "replace")
-    text = " ".join(" ".join(_strip_comment(line) for line in raw.splitlines()).split())
+    if "#" in raw or "//" in raw:
+        raw = " ".join(_strip_comment(line) if "#" in line or "//" in line else line for line in raw.splitlines())
+    text = " ".join(raw.split())
     text = text.rstrip("{").rstrip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -173,7 +241,7 @@ def _nest(data: bytes, raw: dict[int, tuple[str, str, Any]]) -> list[Def]:
         name, kind, node = raw[key]
         while stack and stack[-1][0] <= start:
             stack.pop()
-        if any(k in FUNCTIONS for _, k in stack):
+        if stack and stack[-1][1] in FUNCTIONS:  # nothing is pushed inside a function: it can only be on top
             continue
         if kind == "function" and stack and stack[-1][1] in CONTAINERS:
             kind = "method"
