@@ -13,7 +13,6 @@ library module, kept only when it makes a test fail. Each instance is then summa
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import random
 import re
@@ -26,6 +25,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from evals.bugs.mutations import code_shape
 
 # (sdist spec, source dirs holding library code, test dir or file, extra PYTHONPATH entry)
 LIBRARIES = [
@@ -117,18 +118,6 @@ def run_pytest(root: Path, pythonpath: str, *args: str) -> tuple[int, str]:
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def _shape(source: str) -> str | None:
-    """The AST with string constants blanked: equal shapes mean an edit hit only strings/comments."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str):
-            node.value = ""
-    return ast.dump(tree)
-
-
 def candidate_sites(root: Path, src_dirs: list[str]) -> list[tuple[str, int, int]]:
     """(relpath, line index, mutation index) for every place a mutation pattern matches."""
     sites = []
@@ -153,7 +142,7 @@ def inject(root: Path, rel: str, line_no: int, m: int) -> bool:
     _, pat, repl = MUTATIONS[m]
     lines[line_no] = pat.sub(repl, lines[line_no], count=1)
     new = "".join(lines)
-    if _shape(new) in (None, _shape(text)):
+    if code_shape(new) in (None, code_shape(text)):
         return False
     path.write_text(new, "utf-8")
     return True

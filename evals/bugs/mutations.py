@@ -133,7 +133,8 @@ def _is_none_test(test: ast.expr) -> bool:
         and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value is None
 
 
-def _shape(source: str) -> str | None:
+def code_shape(source: str) -> str | None:
+    """The AST with string constants blanked: equal shapes mean an edit hit only strings/comments."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -146,5 +147,5 @@ def _shape(source: str) -> str | None:
 
 def changes_code(before: str, after: str) -> bool:
     """Does `after` parse and differ from `before` in more than strings and comments?"""
-    shape = _shape(after)
-    return shape is not None and shape != _shape(before)
+    shape = code_shape(after)
+    return shape is not None and shape != code_shape(before)
