@@ -235,7 +235,7 @@ def doctor() -> None:
     from agent.doctor import run_checks
 
     ok = True
-    for name, passed, detail in run_checks():
+    for name, passed, detail in _guarded(lambda: list(run_checks())):
         ok &= passed
         mark = "[green]ok[/]  " if passed else "[red]FAIL[/]"
         err.print(f"{mark} {name}: {detail}", markup=True)

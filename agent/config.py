@@ -11,7 +11,7 @@ import os
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -28,7 +28,7 @@ class ModelSettings(_Section):
     name: str
     base_url: str
     profile: str
-    default_mode: str = "high"
+    default_mode: Literal["off", "high", "max"] = "high"
     max_tokens: int = Field(ge=1, le=131072)
     context_window: int = Field(ge=1024)
     stream: bool = True
@@ -122,7 +122,6 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "BASE_URL": ("model", "base_url"),
     "MODEL": ("model", "name"),
     "PROFILE": ("model", "profile"),
-    "MODE": ("model", "default_mode"),
     "MAX_TURNS": ("budget", "max_turns"),
     "MAX_COST_USD": ("budget", "max_cost_usd"),
     "MAX_TOKENS": ("budget", "max_tokens"),

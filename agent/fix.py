@@ -11,6 +11,7 @@ import os
 import shlex
 import shutil
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +65,8 @@ def make_sandbox(settings: Settings, worktree: Path, user_repo: Path, log: Calla
     from sandbox.docker import DockerSandbox
     from sandbox.environment import ensure_environment
 
-    image = ensure_environment(user_repo, settings.sandbox.python, settings.sandbox.setup, log=log)
+    # The environment is keyed by the tree the tests run on (HEAD's files), not the user's dirty checkout.
+    image = ensure_environment(worktree, settings.sandbox.python, settings.sandbox.setup, log=log)
     return DockerSandbox(worktree, image=image, read_only=read_only, memory=settings.sandbox.memory,
                          cpus=settings.sandbox.cpus, pids=settings.sandbox.pids)
 
@@ -201,6 +203,10 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     except (ModelError, SandboxError, EnvironmentProblem) as exc:
         outcome = _stopped(loop, "error", f"error: {exc}")
         progress(f"error: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a bug of ours must still leave the commit and the report
+        outcome = _stopped(loop, "error", f"internal error: {type(exc).__name__}: {exc}")
+        trajectory.event("internal_error", traceback=traceback.format_exc())
+        progress(f"internal error: {type(exc).__name__}: {exc} (traceback in the trajectory)")
     finally:
         if sandbox is not None and final is None and baseline is not None and outcome.status != "error" \
                 and exit_override is None:
@@ -213,6 +219,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     commit = gitops.commit_all(worktree, _commit_message(task, outcome))
     patch = gitops.patch_since_base(worktree)
     (run_dir / "patch.diff").write_text(patch, encoding="utf-8")
+    gitops.release_worktree(repo, worktree)  # the branch stays; the user can check it out
     report = build_report(
         task=task, outcome=outcome, worktree=worktree, commit=commit, patch=patch, budget=budget,
         baseline=baseline, final=final, run_dir=run_dir, sandbox_kind=settings.sandbox.kind, notes=notes,

@@ -72,6 +72,11 @@ def discard_worktree(repo: git.Repo, worktree: Worktree) -> None:
     repo.git.branch("-D", worktree.branch)
 
 
+def release_worktree(repo: git.Repo, worktree: Worktree) -> None:
+    """Remove the worktree once its work is committed: the branch stays, free to check out elsewhere."""
+    repo.git.worktree("remove", "--force", str(worktree.path))
+
+
 def commit_all(worktree: Worktree, message: str) -> str | None:
     """Commit every change in the worktree; returns the new commit, or None if nothing changed."""
     repo = worktree.repo
@@ -91,10 +96,3 @@ def patch_since_base(worktree: Worktree) -> str:
     repo = worktree.repo
     diff = repo.git.diff(worktree.base_commit, "--binary", "--no-color", "--no-ext-diff")
     return diff + "\n" if diff and not diff.endswith("\n") else diff
-
-
-def changed_files(worktree: Worktree) -> list[str]:
-    repo = worktree.repo
-    repo.git.add("--all", "--intent-to-add")
-    names = repo.git.diff(worktree.base_commit, "--name-only").splitlines()
-    return sorted(n for n in names if n)

@@ -94,12 +94,12 @@ class Loop:
                     continue
                 silent = 0
                 self._last_paths = set()
-                verdict: Verification | None = None
+                check = False
                 for call in completion.tool_calls:
                     observation = self._run_tool(call.id, call.name, call.arguments)
                     messages.append({"role": "tool", "tool_call_id": call.id, "content": observation})
-                    if call.name == "finish" or self._targets_green(call.name):
-                        verdict = self._verify()
+                    check = check or call.name == "finish" or self._targets_green(call.name)
+                verdict = self._verify() if check else None  # once per turn, however many calls asked
                 if verdict is not None:
                     if verdict.resolved:
                         raise Stop("resolved", "target tests pass", verdict)
@@ -139,9 +139,10 @@ class Loop:
         self._sent = len(messages)
         try:
             completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance)
-        except ContextOverflowError:
+        except ContextOverflowError as exc:
             if self.outcome.compactions:
-                raise
+                raise BudgetExhausted("context", f"the API still reports a context overflow after compaction "
+                                                 f"({exc})") from None
             self._compact(messages, reason="the API reported a context overflow")
             completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance)
         if self._prompt_before_compaction is not None:
@@ -203,7 +204,7 @@ class Loop:
         try:
             args = json.loads(arguments or "{}")
             if isinstance(args, dict) and isinstance(args.get("path"), str):
-                self._last_paths.add(args["path"].lstrip("./") or ".")
+                self._last_paths.add(_repo_relative(args["path"]) or ".")
         except json.JSONDecodeError:
             pass
         text = cut_middle(observation.text, self.max_observation_chars)
@@ -232,3 +233,10 @@ class Loop:
                               runs=[r.to_dict() for r in verdict.runs])
         self.progress(("✓ " if verdict.resolved else "✗ ") + verdict.detail)
         return verdict
+
+
+def _repo_relative(path: str) -> str:
+    """`./a/b` -> `a/b`; keeps dot-directories such as `.github/` intact."""
+    while path.startswith("./"):
+        path = path[2:]
+    return path or "."

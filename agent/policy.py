@@ -34,8 +34,14 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out) + r"(?:/.*)?$")
 
 
+def _without_dot_slash(path: str) -> str:
+    while path.startswith("./"):
+        path = path[2:]
+    return path
+
+
 def matches(path: str, pattern: str) -> bool:
-    return bool(_glob_regex(pattern.strip("/")).match(path.lstrip("./")))
+    return bool(_glob_regex(pattern.strip("/")).match(_without_dot_slash(path)))
 
 
 @dataclass

@@ -28,7 +28,14 @@ from typing import Any
 from agent import gitops
 from agent.budget import Budget
 from agent.config import Settings, load_settings
-from agent.errors import EXIT_ENVIRONMENT, EXIT_RESOLVED, EXIT_UNRESOLVED, BadInput, EnvironmentProblem
+from agent.errors import (
+    EXIT_ENVIRONMENT,
+    EXIT_INTERRUPTED,
+    EXIT_RESOLVED,
+    EXIT_UNRESOLVED,
+    BadInput,
+    EnvironmentProblem,
+)
 from agent.loop import Loop, LoopOutcome
 from agent.model.errors import ModelError
 from agent.policy import Policy
@@ -325,6 +332,7 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
     loop: Loop | None = None
     client = None
     error: str | None = None
+    interrupted = False
     try:
         if not files:
             outcome = LoopOutcome("reviewed", "empty diff: nothing to review")
@@ -356,6 +364,7 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
                 outcome.status, outcome.stop_reason = "reviewed", "finished"
     except KeyboardInterrupt:
         error = "interrupted by the user"
+        interrupted = True
     except (ModelError, EnvironmentProblem) as exc:
         error = f"error: {exc}"
         progress(error)
@@ -408,6 +417,8 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
     trajectory.close()
     if changed:
         raise ReadOnlyViolation(f"{outcome.stop_reason} (report: {run_dir / 'report.json'})")
+    if interrupted:
+        return report, EXIT_INTERRUPTED
     code = {"reviewed": EXIT_RESOLVED, "error": EXIT_ENVIRONMENT}.get(outcome.status, EXIT_UNRESOLVED)
     return report, code
 
@@ -418,13 +429,21 @@ def _read_only_sandbox(settings: Settings, tree: Path,
 
     The change under review is untrusted code: it runs only behind Docker's read-only mount and
     `--network none`, never on the host, so without Docker the review reads but does not run.
+    A review never builds an environment (that would run the change's setup code with network):
+    it uses the image an earlier `agent fix` or `.ci/` build made for the same dependency files.
     """
     if settings.sandbox.kind != "docker":
         return None, "tests not run: the review runs the change's code only in the Docker sandbox"
-    from agent.fix import make_sandbox
-
     try:
-        sandbox = make_sandbox(settings, tree, tree, progress, read_only=True)
+        from sandbox.docker import DockerSandbox
+        from sandbox.environment import environment_status
+
+        exists, image = environment_status(tree, settings.sandbox.python, settings.sandbox.setup)
+        if not exists:
+            return None, (f"tests not run: no environment image {image} for these dependency files "
+                          "(a review never builds one)")
+        sandbox = DockerSandbox(tree, image=image, read_only=True, memory=settings.sandbox.memory,
+                                cpus=settings.sandbox.cpus, pids=settings.sandbox.pids)
         sandbox.start()
     except (SandboxError, EnvironmentProblem) as exc:
         progress(f"review: no Docker sandbox ({str(exc).splitlines()[0]}); reading without running tests")

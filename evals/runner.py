@@ -211,7 +211,7 @@ def timing(events: list[dict[str, Any]]) -> dict[str, float]:
 def first_touch(events: list[dict[str, Any]], files: list[str]) -> int | None:
     """The first turn whose tool calls viewed, outlined or edited one of `files`."""
     turn = 0
-    wanted = {f.lstrip("./") for f in files}
+    wanted = {f.removeprefix("./") for f in files}
     for event in events:
         if event.get("event") == "response":
             turn = int(event.get("turn") or turn + 1)
@@ -220,7 +220,7 @@ def first_touch(events: list[dict[str, Any]], files: list[str]) -> int | None:
                 args = json.loads(event.get("arguments") or "{}")
             except json.JSONDecodeError:
                 continue
-            if isinstance(args, dict) and str(args.get("path", "")).lstrip("./") in wanted:
+            if isinstance(args, dict) and str(args.get("path", "")).removeprefix("./") in wanted:
                 return turn
     return None
 

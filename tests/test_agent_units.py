@@ -36,6 +36,7 @@ def test_task_targets_and_slug():
     ("src/pay/core.py", "*.py", False), ("src/pay/core.py", "src/*/core.py", True),
     ("src/pay/core.py", "src/pay", True),
     ("src/payments.py", "src/pay", False), ("src/pay/x/core.py", "src/*/core.py", False),
+    (".github/workflows/ci.yml", ".github/**", True), ("./src/pay/core.py", "src/pay/**", True),
 ])
 def test_critical_globs(path, pattern, hit):
     assert matches(path, pattern) is hit
@@ -103,3 +104,19 @@ def test_settings_layering(tmp_path):
     (tmp_path / ".agent.toml").write_text("[budget\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(tmp_path, env={})
+
+
+def test_unknown_default_mode_is_a_config_error(tmp_path):
+    (tmp_path / ".agent.toml").write_text('[model]\ndefault_mode = "medium"\n')
+    with pytest.raises(ConfigError, match="model.default_mode"):
+        load_settings(tmp_path, env={})
+
+
+def test_filesystem_errors_in_a_tool_become_observations(tmp_path):
+    from tools.base import ToolContext, dispatch
+    from tools.registry import by_name, fix_tools
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    ctx = ToolContext(root=tmp_path)
+    observation = dispatch(by_name(fix_tools()), "create", '{"path": "a.py/b/c.py", "content": "y"}', ctx)
+    assert not observation.ok and "create failed" in observation.text

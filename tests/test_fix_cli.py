@@ -52,6 +52,8 @@ def test_resolves_on_a_branch_and_leaves_the_checkout_alone(sample_repo, agent_e
     assert snapshot(sample_repo) == before
     assert git(sample_repo, "status", "--porcelain") == status_before
     assert git(sample_repo, "rev-parse", "HEAD") == head_before
+    # the worktree is released, so the branch can be checked out by the user
+    assert git(sample_repo, "worktree", "list").count("\n") == 1
     assert (sample_repo / "shop" / "cart.py").read_text().count(BUGGY_LINE) == 1
     run_dir = Path(report["run_dir"])
     for name in ("report.json", "trajectory.jsonl", "patch.diff"):

@@ -29,6 +29,9 @@ def test_review_runs_tests_read_only_in_docker(sample_repo, agent_env):
     why = _docker_ready()
     if why:
         pytest.skip(f"no Docker sandbox here: {why}")
+    from sandbox.environment import ensure_environment
+
+    ensure_environment(sample_repo, "3.11", [], log=lambda s: None)  # built from trusted base, as fix would
     line = add_feature(sample_repo)
     (sample_repo / "tests" / "test_average.py").write_text(PROBE)
     git(sample_repo, "add", "-A")

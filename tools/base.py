@@ -116,6 +116,8 @@ def dispatch(tools: dict[str, Tool], name: str, raw_arguments: str, ctx: ToolCon
         return tool.run(args, ctx)
     except ToolRefused as exc:
         return Observation(f"refused: {exc}", ok=False)
+    except OSError as exc:  # e.g. a path through a file, a permission: the model's to correct
+        return Observation(f"error: {name} failed: {exc.strerror or exc}", ok=False)
 
 
 def resolve_path(ctx: ToolContext, path: str, *, must_exist: bool = True) -> Path:
