@@ -156,16 +156,26 @@ def load_defaults() -> dict[str, Any]:
 
 
 def load_settings(repo: Path | None = None, overrides: dict[str, Any] | None = None,
-                  env: dict[str, str] | None = None) -> Settings:
-    """Merge defaults, `<repo>/.agent.toml`, AGENT_* variables and explicit overrides (flags)."""
+                  env: dict[str, str] | None = None, repo_config: str | None = None) -> Settings:
+    """Merge defaults, `<repo>/.agent.toml`, AGENT_* variables and explicit overrides (flags).
+
+    `repo_config` is the text of a trusted `.agent.toml` to use instead of the file in `repo`
+    (a review takes it from the base commit: a change under review must not pick the endpoint
+    the key is sent to).
+    """
     data = load_defaults()
-    if repo is not None:
-        path = Path(repo) / ".agent.toml"
-        if path.is_file():
-            try:
-                data = _merge(data, tomllib.loads(path.read_text(encoding="utf-8")))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    text, where = repo_config, ".agent.toml (given)"
+    if text is None and repo is not None and (Path(repo) / ".agent.toml").is_file():
+        where = str(Path(repo) / ".agent.toml")
+        try:
+            text = (Path(repo) / ".agent.toml").read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
+    if text:
+        try:
+            data = _merge(data, tomllib.loads(text))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
     environ = os.environ if env is None else env
     for name, (section, key) in ENV_KEYS.items():
         value = environ.get(f"AGENT_{name}")
