@@ -31,8 +31,10 @@ def _progress(line: str) -> None:
 
 
 RepoOpt = Annotated[Path, typer.Option("--repo", envvar="AGENT_REPO", help="The repository (default: here).")]
-TestOpt = Annotated[list[str], typer.Option("--test", help="A target test selector (repeatable).")]
-ScopeOpt = Annotated[list[str], typer.Option("--scope", help="A directory to focus on and fence edits to.")]
+TestOpt = Annotated[list[str], typer.Option("--test", envvar="AGENT_TEST",
+                                            help="A target test selector (repeatable; the variable: space-separated).")]
+ScopeOpt = Annotated[list[str], typer.Option("--scope", envvar="AGENT_SCOPE",
+                                             help="A directory to focus on and fence edits to (repeatable).")]
 JsonOpt = Annotated[bool, typer.Option("--json", envvar="AGENT_JSON", help="Print the report as JSON on stdout.")]
 BaseUrlOpt = Annotated[str | None, typer.Option(envvar="AGENT_BASE_URL", help="OpenAI-compatible endpoint.")]
 ModelOpt = Annotated[str | None, typer.Option(envvar="AGENT_MODEL")]
@@ -124,9 +126,10 @@ def fix(
 @app.command()
 def review(
     repo: RepoOpt = Path("."),
-    base: Annotated[str | None, typer.Option(help="Where the change starts (default: the fork point from "
-                                             "the upstream or main branch).")] = None,
-    head: Annotated[str | None, typer.Option(help="The revision to review (default: HEAD).")] = None,
+    base: Annotated[str | None, typer.Option(envvar="AGENT_BASE", help="Where the change starts (default: the "
+                                             "fork point from the upstream or main branch).")] = None,
+    head: Annotated[str | None, typer.Option(envvar="AGENT_HEAD",
+                                             help="The revision to review (default: HEAD).")] = None,
     base_url: BaseUrlOpt = None,
     model: ModelOpt = None,
     profile: ProfileOpt = None,
@@ -180,8 +183,10 @@ def summary(
     repo: RepoOpt = Path("."),
     test: TestOpt = [],  # noqa: B006
     scope: ScopeOpt = [],  # noqa: B006
-    tokens: Annotated[int | None, typer.Option(help="Token budget (default: [loop] summary_tokens).")] = None,
-    run: Annotated[bool, typer.Option("--run", help="Run the tests and seed from the traceback.")] = False,
+    tokens: Annotated[int | None, typer.Option(envvar="AGENT_TOKENS",
+                                               help="Token budget (default: [loop] summary_tokens).")] = None,
+    run: Annotated[bool, typer.Option("--run", envvar="AGENT_RUN",
+                                      help="Run the tests and seed from the traceback.")] = False,
     sandbox: Annotated[str | None, typer.Option(envvar="AGENT_SANDBOX")] = None,
 ) -> None:
     """Print the structural summary exactly as `fix` would put it in the prompt."""

@@ -207,3 +207,13 @@ def test_free_text_task_without_targets_needs_a_change_and_no_regressions(sample
     assert report["status"] == "resolved" and report["tests"]["target"] == []
     assert report["tests"]["before"]["counts"] == {"failed": 1, "passed": 3}  # the whole suite is the baseline
     assert report["branch"] == "agent/format-amounts-with-thousands-separators"
+
+
+def test_options_come_from_agent_variables_too(sample_repo, agent_env):
+    env = {**agent_env, "AGENT_TEST": TARGET, "AGENT_SANDBOX": "local", "AGENT_MAX_TURNS": "7",
+           "AGENT_REPO": str(sample_repo)}
+    with FakeGLM(turns=fixing_script(), api_key=TEST_KEY) as server:
+        result = run_cli(["fix", "the discount is ten times too large", "--base-url", server.base_url, "--json"],
+                         {**env, "AGENT_BASE_URL": "http://127.0.0.1:9/unused"})  # the flag wins over the variable
+    assert result.code == 0, result.stderr
+    assert result.report["tests"]["target"] == [TARGET] and result.report["sandbox"] == "local"
