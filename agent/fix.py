@@ -174,7 +174,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
                 notes=("\nScope: work inside " + ", ".join(scopes) + "; edits elsewhere are refused.\n")
                 if scopes else "")},
         ]
-        factory = options.client_factory or _default_client
+        factory = options.client_factory or default_client
         client = factory(settings, api_key)
         loop = Loop(
             client=client, tools=fix_tools(), ctx=ctx, budget=budget,
@@ -269,7 +269,7 @@ def _commit_message(task: Task, outcome: LoopOutcome) -> str:
     return f"agent: {state} {title}\n\nStatus: {outcome.status}\nStop reason: {outcome.stop_reason}\n"
 
 
-def _default_client(settings: Settings, api_key: str | None) -> Any:
+def default_client(settings: Settings, api_key: str | None) -> Any:
     from agent.model.client import client_from_settings
 
     return client_from_settings(settings, api_key)

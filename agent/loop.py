@@ -20,7 +20,8 @@ from agent.policy import Policy
 from agent.prompting import render
 from agent.trajectory import Trajectory
 from agent.verify import Verification
-from tools.base import Tool, ToolContext, dispatch
+from tools.base import Tool, ToolContext, dispatch, schemas
+from tools.registry import by_name
 from tools.testing import TestRun
 from tools.textutil import cut_middle
 
@@ -66,8 +67,8 @@ class Loop:
     nudge: str = "nudge.md"  # the template sent after a turn without a tool call (review has its own)
 
     def __post_init__(self) -> None:
-        self._by_name = {tool.name: tool for tool in self.tools}
-        self._schemas = [tool.schema() for tool in self.tools]
+        self._by_name = by_name(self.tools)
+        self._schemas = schemas(self.tools)
         self._schema_chars = len(json.dumps(self._schemas))
         self._last_paths: set[str] = set()
         self._sent = 0

@@ -24,18 +24,10 @@ def _tests(run: TestRun | None, targets: list[str]) -> dict[str, Any] | None:
     }
 
 
-def build_report(*, task: Task, outcome: LoopOutcome, worktree: Worktree, commit: str | None, patch: str,
-                 budget: Budget, baseline: TestRun | None, final: TestRun | None, run_dir: Path,
-                 sandbox_kind: str, notes: list[str], elapsed: float) -> dict[str, Any]:
+def spend(budget: Budget, outcome: LoopOutcome) -> dict[str, Any]:
+    """The report fields every run kind shares: turns, usage, cost and calls per mode."""
     usage = budget.usage
     return {
-        "status": outcome.status,
-        "stop_reason": outcome.stop_reason,
-        "task": task.text,
-        "branch": worktree.branch,
-        "base_commit": worktree.base_commit,
-        "commit": commit,
-        "patch": patch,
         "turns": budget.turns,
         "usage": {
             "input_tokens": usage.prompt_tokens,
@@ -46,6 +38,21 @@ def build_report(*, task: Task, outcome: LoopOutcome, worktree: Worktree, commit
         },
         "cost": {"usd": round(budget.cost_usd, 6), "rmb": round(budget.cost_rmb, 6)},
         "calls": {"high": outcome.calls.get("high", 0), "max": outcome.calls.get("max", 0)},
+    }
+
+
+def build_report(*, task: Task, outcome: LoopOutcome, worktree: Worktree, commit: str | None, patch: str,
+                 budget: Budget, baseline: TestRun | None, final: TestRun | None, run_dir: Path,
+                 sandbox_kind: str, notes: list[str], elapsed: float) -> dict[str, Any]:
+    return {
+        "status": outcome.status,
+        "stop_reason": outcome.stop_reason,
+        "task": task.text,
+        "branch": worktree.branch,
+        "base_commit": worktree.base_commit,
+        "commit": commit,
+        "patch": patch,
+        **spend(budget, outcome),
         "max_reasoning_cost": {k: round(v, 6) for k, v in outcome.max_reasoning_cost.items()},
         "compactions": outcome.compactions,
         "compaction_cache_loss_tokens": outcome.compaction_cache_loss,

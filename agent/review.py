@@ -36,11 +36,12 @@ from agent.errors import (
     BadInput,
     EnvironmentProblem,
 )
+from agent.fix import api_key_from_env, default_client
 from agent.loop import Loop, LoopOutcome
 from agent.model.errors import ModelError
 from agent.policy import Policy
 from agent.prompting import render
-from agent.report import write_report
+from agent.report import spend, write_report
 from agent.runs import cache_dir, new_run_dir
 from agent.task import slugify
 from agent.trajectory import Trajectory
@@ -297,8 +298,6 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
                options: ReviewOptions | None = None,
                progress: Callable[[str], None] = lambda line: None) -> tuple[dict[str, Any], int]:
     """Review base..head (from their merge base, as a pull request shows it); returns (report, exit code)."""
-    from agent.fix import api_key_from_env
-
     opts = options or ReviewOptions()
     user = gitops.open_repo(Path(repo).resolve())
     user_root = Path(user.working_tree_dir).resolve()
@@ -351,7 +350,7 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
                      for tool in review_tools(run_tests=sandbox is not None)]
             assert not any(tool.writes for tool in tools) and {t.name for t in tools} <= {
                 "search", "view", "outline", "run_tests", "comment", "finish"}, "review mode offers no writing tool"
-            client = (opts.client_factory or _default_client)(settings, api_key)
+            client = (opts.client_factory or default_client)(settings, api_key)
             loop = Loop(
                 client=client, tools=tools, ctx=ctx, budget=budget,
                 policy=Policy(settings.policy, forced_mode=opts.mode, default_mode=settings.model.default_mode),
@@ -387,7 +386,6 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
     findings = list(ctx.comments) if ctx is not None else []
     inline = [f for f in findings if gate.anchored(f["path"], f["line"])]
     loose = [f for f in findings if not gate.anchored(f["path"], f["line"])]
-    usage = budget.usage
     report = {
         "kind": "review",
         "status": outcome.status,
@@ -403,12 +401,7 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
         "read_only": {"unchanged": not changed, "changed": changed},
         "sandbox": sandbox.kind if sandbox is not None else "none",
         "notes": [n for n in notes if n],
-        "turns": budget.turns,
-        "usage": {"input_tokens": usage.prompt_tokens, "cached_tokens": usage.cached_tokens,
-                  "output_tokens": usage.completion_tokens, "reasoning_tokens": usage.reasoning_tokens,
-                  "cached_share": round(usage.cached_share, 4)},
-        "cost": {"usd": round(budget.cost_usd, 6), "rmb": round(budget.cost_rmb, 6)},
-        "calls": {"high": outcome.calls.get("high", 0), "max": outcome.calls.get("max", 0)},
+        **spend(budget, outcome),
         "elapsed_seconds": round(time.monotonic() - started, 2),
         "run_dir": str(run_dir),
     }
@@ -483,9 +476,3 @@ def _prepare(tree: Path, files: list[FileDiff], opts: ReviewOptions, settings: S
             prior=("\n# Already said by earlier reviews (do not repeat)\n" + prior + "\n") if prior else "")},
     ]
     return ctx, messages
-
-
-def _default_client(settings: Settings, api_key: str | None) -> Any:
-    from agent.model.client import client_from_settings
-
-    return client_from_settings(settings, api_key)
