@@ -1,7 +1,14 @@
-"""Settings: packaged defaults, then the repo's .agent.toml, then AGENT_* env vars and flags.
+"""Settings: packaged defaults, the user's config file, the repo's .agent.toml, AGENT_* variables, flags.
 
 Everything tunable (profiles, prices, budgets, policy globs, sandbox limits)
 is data in `defaults.toml`; this module only merges and validates it.
+
+Two kinds of source, two levels of trust. The user's own config file
+(`$XDG_CONFIG_HOME/agent/config.toml`), AGENT_* variables and flags may set
+anything. A repository's `.agent.toml` is written by whoever controls the
+repository, so it may only describe the repository (`REPO_KEYS`): it must not
+choose where the key is sent, which model is billed, the prices or how much may
+be spent. Any other key there is dropped with one warning.
 """
 
 from __future__ import annotations
@@ -9,6 +16,7 @@ from __future__ import annotations
 import copy
 import os
 import tomllib
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -150,33 +158,86 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# What a repository may say about itself: section -> keys (None: every key of the section).
+REPO_KEYS: dict[str, frozenset[str] | None] = {
+    "policy": frozenset({"critical"}),
+    "sandbox": frozenset({"python", "setup", "test_command", "test_timeout"}),
+    "review": None,
+}
+
+
+def user_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    """`$XDG_CONFIG_HOME/agent/config.toml` (default `~/.config/agent/config.toml`)."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "agent" / "config.toml"
+
+
+def repo_subset(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The part of a repository's config it may set, and the dotted keys dropped from it."""
+    kept: dict[str, Any] = {}
+    dropped: list[str] = []
+    for section, body in data.items():
+        allowed = REPO_KEYS.get(section, frozenset())
+        if not isinstance(body, dict):
+            dropped.append(section)
+            continue
+        for key, value in body.items():
+            if allowed is None or key in allowed:
+                kept.setdefault(section, {})[key] = value
+            else:
+                dropped.append(f"{section}.{key}")
+    return kept, dropped
+
+
+def _read_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
+
+
+def _read_file(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+
+
 def load_defaults() -> dict[str, Any]:
     text = resources.files("agent").joinpath("defaults.toml").read_text(encoding="utf-8")
     return tomllib.loads(text)
 
 
 def load_settings(repo: Path | None = None, overrides: dict[str, Any] | None = None,
-                  env: dict[str, str] | None = None, repo_config: str | None = None) -> Settings:
-    """Merge defaults, `<repo>/.agent.toml`, AGENT_* variables and explicit overrides (flags).
+                  env: Mapping[str, str] | None = None, repo_config: str | None = None,
+                  warn: Callable[[str], None] | None = None) -> Settings:
+    """Merge defaults, the user's config file, `<repo>/.agent.toml` (its allowed keys only),
+    AGENT_* variables and explicit overrides (flags), in that order.
 
     `repo_config` is the text of a trusted `.agent.toml` to use instead of the file in `repo`
-    (a review takes it from the base commit: a change under review must not pick the endpoint
-    the key is sent to).
+    (a review takes it from the base commit). `warn` hears, once, which repository keys were
+    ignored. `env=None` reads the process environment (and with it the user's config file).
     """
-    data = load_defaults()
-    text, where = repo_config, ".agent.toml (given)"
-    if text is None and repo is not None and (Path(repo) / ".agent.toml").is_file():
-        where = str(Path(repo) / ".agent.toml")
-        try:
-            text = (Path(repo) / ".agent.toml").read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
-    if text:
-        try:
-            data = _merge(data, tomllib.loads(text))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{where}: not valid TOML ({exc})") from exc
     environ = os.environ if env is None else env
+    data = load_defaults()
+    user_path = user_config_path(environ)
+    user_text = _read_file(user_path)
+    if user_text:
+        data = _merge(data, _read_toml(user_text, str(user_path)))
+    text, where = repo_config, ".agent.toml (given)"
+    if text is None and repo is not None:
+        where = str(Path(repo) / ".agent.toml")
+        text = _read_file(Path(repo) / ".agent.toml")
+    if text:
+        kept, dropped = repo_subset(_read_toml(text, where))
+        if dropped and warn is not None:
+            warn(f"warning: .agent.toml: ignored {', '.join(dropped)} (a repository may set only "
+                 "policy.critical, sandbox.python/setup/test_command/test_timeout and review.*; "
+                 f"put the rest in {user_path})")
+        data = _merge(data, kept)
     for name, (section, key) in ENV_KEYS.items():
         value = environ.get(f"AGENT_{name}")
         if value:

@@ -103,7 +103,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     """Run one task; returns (report, exit code). Raises BadInput/EnvironmentProblem before any run dir."""
     repo = gitops.open_repo(options.repo.resolve())
     user_root = Path(repo.working_tree_dir).resolve()
-    settings = load_settings(user_root, options.overrides)
+    settings = load_settings(user_root, options.overrides, warn=progress)
     task = Task.parse(options.task, options.tests)
     if not task.text:
         raise BadInput("empty task: give a test selector or a description")

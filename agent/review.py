@@ -306,7 +306,7 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
     fork = _git(user_root, "merge-base", base_sha, head_sha, check=False).strip() or base_sha
     # Settings come from the base side: the change under review must not choose where the key goes.
     trusted = _git(user_root, "show", f"{fork}:.agent.toml", check=False)
-    settings = load_settings(user_root, opts.overrides, repo_config=trusted)
+    settings = load_settings(user_root, opts.overrides, repo_config=trusted, warn=progress)
     max_findings = opts.max_findings if opts.max_findings is not None else settings.review.max_findings
     profile = settings.profile()
     api_key = opts.api_key if opts.api_key is not None else api_key_from_env()

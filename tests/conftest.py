@@ -34,6 +34,7 @@ def agent_env(tmp_path: Path) -> dict[str, str]:
     env.update({
         "AGENT_HOME": str(tmp_path / "agent-home"),
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
         "GLM_API_KEY": TEST_KEY,
         "NO_COLOR": "1",
         "COLUMNS": "200",
@@ -44,6 +45,14 @@ def agent_env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def sample_repo(tmp_path: Path) -> Path:
     return make_sample_repo(tmp_path / "shop")
+
+
+def write_user_config(env: dict[str, str], text: str) -> Path:
+    """The user's own config file (`$XDG_CONFIG_HOME/agent/config.toml`) for a CLI run with `env`."""
+    path = Path(env["XDG_CONFIG_HOME"]) / "agent" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 180, cwd: Path | None = None) -> CliResult:

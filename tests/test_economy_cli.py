@@ -9,7 +9,7 @@ import pytest
 
 from evals.fake_glm import FakeGLM
 from evals.sample_repo import TARGET, fixing_script, git
-from tests.conftest import TEST_KEY, run_cli
+from tests.conftest import TEST_KEY, run_cli, write_user_config
 
 
 def _fix(repo: Path, env: dict, turns: list) -> dict:
@@ -23,7 +23,7 @@ def _fix(repo: Path, env: dict, turns: list) -> dict:
 def test_compacts_once_near_the_context_limit_instead_of_failing(sample_repo, agent_env):
     big = "".join(f"CONSTANT_{i:03d} = {i} * 1234567  # a line of filler to make the file large\n" for i in range(150))
     (sample_repo / "shop" / "big.py").write_text(big)
-    (sample_repo / ".agent.toml").write_text("[model]\ncontext_window = 8000\nmax_tokens = 1024\n")
+    write_user_config(agent_env, "[model]\ncontext_window = 8000\nmax_tokens = 1024\n")
     git(sample_repo, "add", "-A")
     git(sample_repo, "commit", "-q", "-m", "big file, small window")
     look = {"tool_calls": [{"name": "view", "arguments": {"path": "shop/big.py", "start": 1, "end": 150}}]}
@@ -39,9 +39,7 @@ def test_compacts_once_near_the_context_limit_instead_of_failing(sample_repo, ag
 
 
 def test_context_that_cannot_fit_stops_with_a_clear_reason(sample_repo, agent_env):
-    (sample_repo / ".agent.toml").write_text("[model]\ncontext_window = 1500\nmax_tokens = 1024\n")
-    git(sample_repo, "add", "-A")
-    git(sample_repo, "commit", "-q", "-m", "tiny window")
+    write_user_config(agent_env, "[model]\ncontext_window = 1500\nmax_tokens = 1024\n")
     report = _fix(sample_repo, agent_env, fixing_script())
     assert report["status"] == "budget_exhausted"
     assert report["stop_reason"].startswith("budget_context")
