@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent import gitops
+from agent import gitops, integrity
 from agent.budget import Budget
 from agent.config import Settings, load_settings
 from agent.errors import EXIT_INTERRUPTED, BadInput, EnvironmentProblem
@@ -121,6 +121,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     trajectory = Trajectory(run_dir / "trajectory.jsonl",
                             secrets=[api_key, os.environ.get("GITHUB_TOKEN"), os.environ.get("GH_TOKEN")])
     worktree = gitops.create_worktree(repo, task.slug, run_dir / "worktree")
+    base_config = integrity.snapshot(worktree.path)  # before any code of the repository runs
     notes: list[str] = []
     if worktree.user_tree_dirty:
         notes.append("your checkout has uncommitted changes; they are not part of this run (it starts from HEAD)")
@@ -162,7 +163,8 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         ctx = ToolContext(
             root=worktree.path, sandbox=sandbox, target_tests=list(task.targets), test_command=test_command,
             test_timeout=timeout, scope_fence=scopes, allow_test_edits=options.allow_test_edits, index=index,
-            protected_paths=lambda rel: is_test_file(rel) or rel in task.target_files,
+            protected_paths=lambda rel: (is_test_file(rel) or rel in task.target_files
+                                         or integrity.is_loaded_implicitly(rel)),
             limits=ToolLimits(**settings.tools.model_dump()))
         messages = [
             {"role": "system", "content": render("system.md") + render("repo_summary.md",
@@ -180,7 +182,8 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
             client=client, tools=fix_tools(), ctx=ctx, budget=budget,
             policy=Policy(settings.policy, forced_mode=options.mode, default_mode=settings.model.default_mode),
             trajectory=trajectory,
-            verifier=lambda: _verify_task(worktree, task, sandbox, selection, baseline, test_command, timeout),
+            verifier=lambda: _verify_task(worktree, task, sandbox, selection, baseline, test_command, timeout,
+                                          base_config, options.allow_test_edits),
             prices=settings.prices(), max_output=settings.model.max_tokens,
             context_limit=min(settings.model.context_window, settings.loop.prompt_ceiling or 1 << 62),
             chars_per_token=settings.loop.chars_per_token,
@@ -232,12 +235,23 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
 
 
 def _verify_task(worktree: gitops.Worktree, task: Task, sandbox: Sandbox, selection: list[str],
-                 baseline: TestRun, test_command: list[str], timeout: float) -> Verification:
-    """Targets pass twice with no regressions; a task without targets must at least have changed something."""
+                 baseline: TestRun, test_command: list[str], timeout: float, base_config: dict[str, str],
+                 allow_test_edits: bool) -> Verification:
+    """Targets pass twice with no regressions, under the base commit's test configuration (checked
+    before and after the runs: code under test could rewrite it mid-run); a task without targets must
+    at least have changed something."""
     if not task.targets and not worktree.repo.is_dirty(untracked_files=True):
         return Verification(False, "no change was made, and the task names no test to check")
-    return verify(sandbox, targets=task.targets, selection=selection, baseline=baseline,
-                  test_command=test_command, timeout=timeout)
+    reason = integrity.tampering(base_config, worktree.path, allow_test_edits=allow_test_edits)
+    if reason:
+        return Verification(False, reason)
+    verdict = verify(sandbox, targets=task.targets, selection=selection, baseline=baseline,
+                     test_command=test_command, timeout=timeout)
+    reason = integrity.tampering(base_config, worktree.path, allow_test_edits=allow_test_edits,
+                                 baseline_output=baseline.output, outputs=tuple(r.output for r in verdict.runs))
+    if reason:
+        return Verification(False, reason, verdict.targets_failing, verdict.newly_failing, verdict.runs)
+    return verdict
 
 
 class _Done(Exception):
