@@ -69,21 +69,14 @@ class ActionEnv:
             sandbox=environ.get("AGENT_SANDBOX", "").strip())
 
     def overrides(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"sandbox.kind": self.sandbox if self.sandbox not in ("", "auto") else _auto_sandbox()}
-        return out  # AGENT_CRITICAL, AGENT_MAX_FINDINGS and the budgets reach the settings directly
+        return {"sandbox.kind": sandbox_kind(self.sandbox)}  # the budgets, critical globs etc. come as AGENT_*
 
 
-def _auto_sandbox() -> str:
-    """Docker when an engine and the base image are there; otherwise the local sandbox."""
-    try:
-        from sandbox.base_image import base_image_status
-        from sandbox.engine import engine_status
-
-        if engine_status()[0] and base_image_status()[0]:
-            return "docker"
-    except Exception:  # noqa: BLE001 - any doubt means local
-        pass
-    return "local"
+def sandbox_kind(requested: str) -> str:
+    """Docker unless the workflow names `local`: a missing engine is an error, never a silent fallback
+    to running the repository's and the model's code on the runner, next to the tokens."""
+    kind = (requested or "docker").strip().lower()
+    return "docker" if kind == "auto" else kind
 
 
 def has_trigger(text: str | None, trigger: str) -> bool:
@@ -159,7 +152,18 @@ def report_table(report: dict[str, Any], pr_url: str | None = None) -> str:
                    f"{usage.get('cached_share', 0.0):.0%}), out {usage.get('output_tokens', 0)}"),
         ("Cost", _money(report)),
     ]
+    if report.get("sandbox"):
+        rows.append(("Sandbox", _sandbox_line(report)))
     return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v.replace('|', '∣')} |" for k, v in rows)
+
+
+def _sandbox_line(report: dict[str, Any]) -> str:
+    if report.get("sandbox") == "docker":
+        return "Docker (no network, read-only root, resource limits)"
+    isolation = report.get("sandbox_isolation") or "unisolated"
+    warning = "**unisolated**: the repository's tests and the model's code ran on the runner itself" \
+        if isolation.startswith(("unisolated", "none")) else isolation
+    return f"local, as the workflow asked ({warning})"
 
 
 # -- git -------------------------------------------------------------------------------------

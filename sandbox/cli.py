@@ -34,6 +34,20 @@ def build_base_cmd(
     print(tag)
 
 
+@sandbox_app.command("base-tag")
+def base_tag_cmd(
+    python: str = typer.Option("3.11", help=f"Python of the image: {', '.join(RELEASES)}"),
+) -> None:
+    """Print the base image's tag (a hash of its recipe): a cache key for CI; needs no engine."""
+    from sandbox.base_image import base_tag
+
+    try:
+        print(base_tag(python))
+    except SandboxError as exc:
+        _log(f"error: {exc}")
+        raise typer.Exit(2) from None
+
+
 @sandbox_app.command("gc")
 def gc_cmd(
     force: bool = typer.Option(False, "--force", help="Remove every sandbox container, live or not."),

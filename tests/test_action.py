@@ -22,6 +22,10 @@ REPOSITORY = {"id": 1296269, "name": "shop", "full_name": REPO, "owner": user("o
 
 @pytest.fixture
 def site(tmp_path: Path) -> dict[str, Path]:
+    return make_site(tmp_path)
+
+
+def make_site(tmp_path: Path) -> dict[str, Path]:
     """`origin` (bare) holding the sample repo, and the job's workspace cloned from it."""
     source = make_sample_repo(tmp_path / "source")
     origin = tmp_path / "origin.git"
@@ -42,7 +46,8 @@ def run_action(site: dict, env: dict, fake: FakeGitHub, glm: FakeGLM, name: str,
     path.write_text(json.dumps(event))
     full = dict(env, GITHUB_EVENT_NAME=name, GITHUB_EVENT_PATH=str(path), GITHUB_REPOSITORY=REPO,
                 GITHUB_TOKEN=fake.token, GITHUB_API_URL=fake.base_url, GITHUB_WORKSPACE=str(site["workspace"]),
-                GITHUB_ACTIONS="true", AGENT_SANDBOX="local", AGENT_BASE_URL=glm.base_url, **extra)
+                GITHUB_ACTIONS="true", AGENT_SANDBOX="local", AGENT_BASE_URL=glm.base_url)
+    full.update(extra)
     result = run_cli(["action"], full)
     assert fake.token not in result.stdout + result.stderr and TEST_KEY not in result.stdout + result.stderr
     return result
