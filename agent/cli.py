@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from agent.config import ConfigError
 from agent.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, AgentError
@@ -22,7 +23,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", markup=True)  # a message may hold [brackets]
     return typer.Exit(code)
 
 
@@ -243,7 +244,7 @@ def doctor() -> None:
     for name, passed, detail in _guarded(lambda: list(run_checks())):
         ok &= passed
         mark = "[green]ok[/]  " if passed else "[red]FAIL[/]"
-        err.print(f"{mark} {name}: {detail}", markup=True)
+        err.print(f"{mark} {escape(name)}: {escape(detail)}", markup=True)
     raise typer.Exit(0 if ok else EXIT_ENVIRONMENT)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent import gitops, integrity
+from agent import gitops, integrity, reproduce
 from agent.budget import Budget
 from agent.config import Settings, load_settings
 from agent.errors import EXIT_INTERRUPTED, BadInput, EnvironmentProblem
@@ -147,15 +147,8 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         sandbox.start()
         baseline = run_pytest(sandbox, selection, test_command, timeout)
         trajectory.event("test_run", purpose="reproduce", run=baseline.to_dict())
-        if task.targets:
-            missing = [t for t in task.targets if not baseline.matches(t)]
-            if baseline.collected_none or missing:
-                raise BadInput(f"no test matches {', '.join(missing or task.targets)}")
-            if all(baseline.passed(t) for t in task.targets):
-                outcome = LoopOutcome("resolved", "already_passing: the target tests pass before any change")
-                progress("the target tests already pass; nothing to do")
-                final = baseline
-                raise _Done
+        reproduce.gate(baseline, task.targets, roots=[worktree.path, worktree.path / "src"],
+                       interpreter=getattr(sandbox, "python", None) or settings.sandbox.kind)
         progress(f"reproduced: {baseline.short_summary()}")
 
         index, scope, summary = _summarise(worktree.path, task, baseline.output, scopes,
@@ -192,13 +185,11 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         outcome = loop.run(messages)
         if outcome.verification is not None and outcome.verification.runs:
             final = outcome.verification.runs[-1]
-    except _Done:
-        pass
     except KeyboardInterrupt:
         outcome = _stopped(loop, "unresolved", "interrupted by the user")
         exit_override = EXIT_INTERRUPTED
         progress("interrupted: committing partial work")
-    except BadInput:
+    except (BadInput, reproduce.ReproductionProblem):  # nothing of a run that never started is kept
         _cleanup(sandbox, client, trajectory)
         gitops.discard_worktree(repo, worktree)
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -252,10 +243,6 @@ def _verify_task(worktree: gitops.Worktree, task: Task, sandbox: Sandbox, select
     if reason:
         return Verification(False, reason, verdict.targets_failing, verdict.newly_failing, verdict.runs)
     return verdict
-
-
-class _Done(Exception):
-    """Early, successful end before the loop (the targets already pass)."""
 
 
 def _stopped(loop: Loop | None, status: str, reason: str) -> LoopOutcome:

@@ -78,14 +78,6 @@ def test_key_never_written_or_printed(sample_repo, agent_env):
             assert TEST_KEY.encode() not in path.read_bytes(), path
 
 
-def test_already_passing_target_ends_with_exit_0(sample_repo, agent_env):
-    with FakeGLM(turns=[], api_key=TEST_KEY) as server:
-        result = run_cli(fix_args(sample_repo, server, task="tests/test_cart.py::test_total"), agent_env)
-        assert server.requests == []
-    assert result.code == 0
-    assert result.report["stop_reason"].startswith("already_passing")
-
-
 def test_selector_matching_no_test_is_bad_input(sample_repo, agent_env):
     with FakeGLM(turns=[], api_key=TEST_KEY) as server:
         result = run_cli(fix_args(sample_repo, server, task="tests/test_cart.py::test_nope"), agent_env)

@@ -1,0 +1,94 @@
+"""The reproduction gate, through the CLI: bad input is exit 2, an unusable test environment exit 3,
+each with pytest's own words, no model call and nothing left behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evals.fake_glm import FakeGLM
+from evals.sample_repo import TARGET, git
+from tests.conftest import TEST_KEY, run_cli
+
+
+def _commit(repo: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text(text)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "change")
+
+
+def _fix(repo: Path, env: dict, task: str = TARGET) -> tuple[subprocess.CompletedProcess, list]:
+    env = {k: v for k, v in env.items() if k != "VIRTUAL_ENV"}
+    with FakeGLM(turns=[{"content": "I give up."}, {"content": "Still."}], api_key=TEST_KEY) as server:
+        result = run_cli(["fix", task, "--repo", str(repo), "--base-url", server.base_url, "--sandbox", "local",
+                          "--json"], env)
+        requests = list(server.requests)
+    return result, requests
+
+
+def _nothing_left(repo: Path, env: dict) -> None:
+    assert "agent/" not in git(repo, "branch", "--list")
+    assert git(repo, "worktree", "list").count("\n") == 1
+    assert not list(Path(env["AGENT_HOME"]).glob("runs/*"))
+
+
+def _one_error_line(stderr: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr
+    return errors[0]
+
+
+def test_a_target_that_already_passes_is_bad_input_never_resolved(sample_repo, agent_env):
+    result, requests = _fix(sample_repo, agent_env, task="tests/test_cart.py::test_total")
+    assert result.code == 2 and requests == []
+    assert "already pass" in _one_error_line(result.stderr)
+    _nothing_left(sample_repo, agent_env)
+
+
+def test_an_interpreter_without_pytest_is_an_environment_problem(sample_repo, agent_env):
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(sample_repo / ".venv")], check=True)
+    result, requests = _fix(sample_repo, agent_env)
+    assert result.code == 3 and requests == []
+    line = _one_error_line(result.stderr)
+    assert "pytest is not installed" in line and ".venv" in line
+    assert "no test matches" not in result.stderr
+    _nothing_left(sample_repo, agent_env)
+
+
+@pytest.mark.parametrize("files, words", [
+    ({"tests/test_cart.py": "import not_installed_anywhere_xyz\n\ndef test_discount():\n    pass\n"},
+     "No module named 'not_installed_anywhere_xyz'"),
+    ({"tests/test_cart.py": "def test_discount(plugin_fixture_xyz):\n    pass\n"}, "fixture 'plugin_fixture_xyz'"),
+    ({"pytest.ini": "[pytest]\naddopts = --frobnicate-xyz\n"}, "--frobnicate-xyz"),
+])
+def test_tests_that_cannot_start_here_are_an_environment_problem(sample_repo, agent_env, files, words):
+    _commit(sample_repo, files)
+    result, requests = _fix(sample_repo, agent_env)
+    assert result.code == 3 and requests == []
+    assert words in _one_error_line(result.stderr)
+    _nothing_left(sample_repo, agent_env)
+
+
+def test_a_test_that_needs_a_name_the_code_lacks_is_a_reproduction(sample_repo, agent_env):
+    """The usual shape of a FAIL_TO_PASS test: it imports what the fix must add."""
+    test = "from shop.cart import apply_discount, new_rounding\n\ndef test_discount():\n    assert new_rounding\n"
+    _commit(sample_repo, {"tests/test_cart.py": test})
+    result, requests = _fix(sample_repo, agent_env)
+    assert requests, result.stderr
+    assert result.code == 1
+
+
+def test_a_task_without_targets_where_no_test_can_run(tmp_path, agent_env):
+    from evals.sample_repo import make_sample_repo
+
+    repo = make_sample_repo(tmp_path / "bare", {"lib.py": "X = 1\n"})
+    result, requests = _fix(repo, agent_env, task="make X two")
+    assert result.code == 3 and requests == []
+    assert "no test can run" in _one_error_line(result.stderr)
+    _nothing_left(repo, agent_env)
