@@ -172,7 +172,8 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         factory = options.client_factory or default_client
         client = factory(settings, api_key)
         loop = Loop(
-            client=client, tools=fix_tools(), ctx=ctx, budget=budget,
+            client=client, tools=fix_tools(shell=getattr(sandbox, "isolated", sandbox.kind == "docker")),
+            ctx=ctx, budget=budget,
             policy=Policy(settings.policy, forced_mode=options.mode, default_mode=settings.model.default_mode),
             trajectory=trajectory,
             verifier=lambda: _verify_task(worktree, task, sandbox, selection, baseline, test_command, timeout,

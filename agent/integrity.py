@@ -8,7 +8,8 @@ usercustomize.py), and metadata that makes pytest autoload a plugin (`*.dist-inf
 of these (a `-p` plugin that marks every report passed, say) could make the tests report a pass
 with the bug in place. So the tools refuse edits to these files, and the verdict is only given
 when they are byte-for-byte as the base commit had them and pytest loaded the same plugins as at
-reproduction; otherwise the run is not resolved, and the reason says why.
+reproduction; otherwise the run is not resolved, and the reason says why. The test files
+themselves are in the same snapshot: a shell command can rewrite a test that a tool may not.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import os
 import re
 import tomllib
 from pathlib import Path, PurePosixPath
+
+from tools.testing import is_test_file
 
 # Files that decide how tests run wherever they are in the tree.
 LOADED_NAMES = frozenset({"conftest.py", "pytest.ini", ".pytest.ini", "sitecustomize.py", "usercustomize.py"})
@@ -63,7 +66,7 @@ def snapshot(root: Path) -> dict[str, str]:
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS)
         for name in files:
             rel = (rel_dir / name).as_posix()
-            if not (inside_metadata or is_loaded_implicitly(rel) or name in SHARED_CONFIG):
+            if not (inside_metadata or is_loaded_implicitly(rel) or name in SHARED_CONFIG or is_test_file(rel)):
                 continue
             path = Path(current) / name
             try:
@@ -76,10 +79,11 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 def changed(base: dict[str, str], now: dict[str, str], allow_test_edits: bool = False) -> list[str]:
-    """Paths whose test-deciding content differs from the base (conftest.py only when edits are allowed)."""
+    """Paths whose test-deciding content differs from the base (test files and conftest.py count
+    only when test edits are not allowed)."""
     paths = sorted(p for p in base.keys() | now.keys() if base.get(p) != now.get(p))
     if allow_test_edits:
-        paths = [p for p in paths if PurePosixPath(p).name != "conftest.py"]
+        paths = [p for p in paths if not is_test_file(p)]
     return paths
 
 

@@ -20,7 +20,7 @@ from agent.policy import Policy
 from agent.prompting import render
 from agent.trajectory import Trajectory
 from agent.verify import Verification
-from tools.base import Tool, ToolContext, dispatch, schemas
+from tools.base import Observation, Tool, ToolContext, dispatch, schemas
 from tools.registry import by_name
 from tools.testing import TestRun
 from tools.textutil import cut_middle
@@ -95,18 +95,19 @@ class Loop:
                     continue
                 silent = 0
                 self._last_paths = set()
-                check = False
+                asked = green = False
                 for call in completion.tool_calls:
                     observation = self._run_tool(call.id, call.name, call.arguments)
-                    messages.append({"role": "tool", "tool_call_id": call.id, "content": observation})
-                    check = check or call.name == "finish" or self._targets_green(call.name)
-                verdict = self._verify() if check else None  # once per turn, however many calls asked
+                    messages.append({"role": "tool", "tool_call_id": call.id,
+                                     "content": cut_middle(observation.text, self.max_observation_chars)})
+                    asked = asked or observation.verify
+                    green = green or self._targets_green(observation.test_run)
+                verdict = self._verify() if asked or green else None  # once per turn, however many asked
                 if verdict is not None:
                     if verdict.resolved:
                         raise Stop("resolved", "target tests pass", verdict)
-                    if self.ctx.finished is not None:
+                    if asked:
                         failed_finishes += 1
-                        self.ctx.finished = None
                         if failed_finishes >= MAX_FAILED_FINISHES:
                             raise Stop("unresolved", "model_gave_up: finished while tests still fail", verdict)
                         messages.append({"role": "user", "content": render("verify_failed.md",
@@ -199,34 +200,23 @@ class Loop:
         return after
 
     # -- tools ------------------------------------------------------------------------------
-    def _run_tool(self, call_id: str, name: str, arguments: str) -> str:
+    def _run_tool(self, call_id: str, name: str, arguments: str) -> Observation:
+        """Run one call and take in its effects: the files it named, the tests it ran."""
         self.trajectory.event("tool_call", id=call_id, name=name, arguments=arguments)
         observation = dispatch(self._by_name, name, arguments, self.ctx)
-        try:
-            args = json.loads(arguments or "{}")
-            if isinstance(args, dict) and isinstance(args.get("path"), str):
-                self._last_paths.add(_repo_relative(args["path"]) or ".")
-        except json.JSONDecodeError:
-            pass
-        text = cut_middle(observation.text, self.max_observation_chars)
-        self.trajectory.event("tool_result", id=call_id, name=name, ok=observation.ok, content=text,
+        self._last_paths.update(observation.paths)
+        self.trajectory.event("tool_result", id=call_id, name=name, ok=observation.ok,
+                              content=cut_middle(observation.text, self.max_observation_chars),
                               data=observation.data)
-        if name == "run_tests" and "run" in observation.data:
-            run = TestRun.from_dict(observation.data["run"])
+        if observation.test_run is not None:
             for target in self.ctx.target_tests:
-                self.policy.record_test_run(target, run.passed(target))
-        self._last_observation = observation
-        return text
+                self.policy.record_test_run(target, observation.test_run.passed(target))
+        return observation
 
-    def _targets_green(self, name: str) -> bool:
-        if name != "run_tests" or not self.ctx.target_tests:
-            return False
-        observation = getattr(self, "_last_observation", None)
-        data = observation.data.get("run") if observation is not None else None
-        if not data:
-            return False
-        run = TestRun.from_dict(data)
-        return all(run.passed(t) for t in self.ctx.target_tests)
+    def _targets_green(self, run: TestRun | None) -> bool:
+        """Did a test run the model made show every target passing? (Then the harness checks for itself.)"""
+        return bool(run is not None and self.ctx.target_tests
+                    and all(run.passed(t) for t in self.ctx.target_tests))
 
     def _verify(self) -> Verification:
         verdict = self.verifier()
@@ -235,9 +225,3 @@ class Loop:
         self.progress(("✓ " if verdict.resolved else "✗ ") + verdict.detail)
         return verdict
 
-
-def _repo_relative(path: str) -> str:
-    """`./a/b` -> `a/b`; keeps dot-directories such as `.github/` intact."""
-    while path.startswith("./"):
-        path = path[2:]
-    return path or "."

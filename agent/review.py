@@ -348,8 +348,9 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
             ctx.sandbox = sandbox
             tools = [ReviewComment(gate) if tool.name == "comment" else tool
                      for tool in review_tools(run_tests=sandbox is not None)]
-            assert not any(tool.writes for tool in tools) and {t.name for t in tools} <= {
-                "search", "view", "outline", "run_tests", "comment", "finish"}, "review mode offers no writing tool"
+            assert not any(tool.writes and not (tool.sandboxed and sandbox is not None) for tool in tools) \
+                and {t.name for t in tools} <= {"search", "view", "outline", "run_tests", "run", "comment",
+                                                 "finish"}, "review mode offers no writing tool"
             client = (opts.client_factory or default_client)(settings, api_key)
             loop = Loop(
                 client=client, tools=tools, ctx=ctx, budget=budget,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from evals.fake_glm import FakeGLM
 from evals.sample_repo import TARGET, fixing_script, git
-from tests.conftest import TEST_KEY, run_cli
+from tests.conftest import TEST_KEY, run_cli, write_user_config
 
 
 def _run(repo: Path, env: dict, turns: list, *extra: str) -> tuple[dict, list[dict], list[dict]]:
@@ -60,7 +60,7 @@ def test_forced_mode_and_max_after_failures(sample_repo, agent_env):
     assert {b["reasoning_effort"] for b in bodies} == {"max"}
     assert requests[0]["reason"] == "forced by --mode max"
 
-    _configure(sample_repo, "[policy]\nmax_after_failures = 1\n")
+    write_user_config(agent_env, "[policy]\nmax_after_failures = 1\n")  # spending is the user's to choose
     run_tests = {"tool_calls": [{"name": "run_tests", "arguments": {}}]}
     turns = [run_tests, fixing_script()[2], run_tests]
     report, bodies, requests = _run(sample_repo, agent_env, turns)

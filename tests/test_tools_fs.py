@@ -84,9 +84,14 @@ def call(ctx: ToolContext, name: str, review: bool = False, **args):
 def test_registry_order_and_read_only_review():
     names = [t.name for t in fix_tools()]
     assert names == ["search", "view", "outline", "edit", "create", "run_tests", "finish"]
+    assert [t.name for t in fix_tools(shell=True)] == [*names[:-1], "run", "finish"]
     assert [t.name for t in review_tools()] == ["search", "view", "outline", "comment", "finish"]
     assert not any(t.writes for t in review_tools())
-    assert {t.name for t in fix_tools() if t.writes} == {"edit", "create"}
+    # with a read-only sandbox, the sandboxed tools come along; nothing else that writes
+    assert [t.name for t in review_tools(run_tests=True)] == ["search", "view", "outline", "run_tests", "run",
+                                                              "comment", "finish"]
+    assert all(t.sandboxed for t in review_tools(run_tests=True) if t.writes)
+    assert {t.name for t in fix_tools(shell=True) if t.writes} == {"edit", "create", "run"}
 
 
 def test_schemas_match_the_contract_and_are_stable():

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ValidationError
 
 from sandbox.base import Sandbox
+from tools.testing import TestRun
 
 
 class ToolRefused(Exception):
@@ -25,11 +26,15 @@ class ToolRefused(Exception):
 
 @dataclass
 class Observation:
-    """What the model reads back. `data` carries structured facts for the loop (never shown)."""
+    """What the model reads back, and the call's effects, which the loop reacts to (it never asks
+    which tool ran). `data` carries structured facts for the trajectory (never shown to the model)."""
 
     text: str
     ok: bool = True
     data: dict[str, Any] = field(default_factory=dict)
+    paths: tuple[str, ...] = ()  # repo-relative files the call read or changed: the policy's working set
+    test_run: TestRun | None = None  # the tests the call ran
+    verify: bool = False  # the call asks the harness for its verdict
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class Tool:
     description: ClassVar[str]
     Args: ClassVar[type[BaseModel]]
     writes: ClassVar[bool] = False
+    sandboxed: ClassVar[bool] = False  # its writes go through the sandbox (a read-only sandbox stops them)
 
     def run(self, args: BaseModel, ctx: ToolContext) -> Observation:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -39,4 +39,4 @@ class Comment(Tool):
         ctx.comments.append(finding)
         ctx.touched.add(rel)
         return Observation(f"comment recorded on {rel}:{args.line} ({len(ctx.comments)} so far)",
-                           data={"comment": finding})
+                           paths=(rel,), data={"comment": finding})

@@ -39,4 +39,4 @@ class Create(Tool):
         ctx.touched.add(rel)
         lines = args.content.count("\n") + (0 if args.content.endswith("\n") or not args.content else 1)
         return Observation(f"created {rel} ({plural(lines, 'line')})",
-                           data={"path": rel, "created": True, "edited": True})
+                           paths=(rel,), data={"path": rel, "created": True, "edited": True})

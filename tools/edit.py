@@ -125,7 +125,7 @@ class Edit(Tool):
                 f"error: old occurs {len(found)} times in {rel} (starting at lines "
                 f"{', '.join(map(str, lines[:20]))}{', ...' if len(lines) > 20 else ''}); "
                 "include more surrounding lines in old so it matches exactly one place",
-                ok=False, data={"path": rel, "occurrences": len(found)},
+                ok=False, paths=(rel,), data={"path": rel, "occurrences": len(found)},
             )
         at = found[0]
         updated = text[:at] + new + text[at + len(old):]
@@ -133,7 +133,7 @@ class Edit(Tool):
         first = line_of(updated, at) - 1
         last = first + max(new.count("\n") - (1 if new.endswith("\n") else 0), 0)
         shown = snippet(updated.splitlines(), first, last, ctx.limits.snippet_context)
-        return Observation(f"edited {rel}:\n{shown}", data={"path": rel, "edited": True})
+        return Observation(f"edited {rel}:\n{shown}", paths=(rel,), data={"path": rel, "edited": True})
 
     @staticmethod
     def _miss(rel: str, text: str, old: str, ctx: ToolContext) -> Observation:
@@ -144,7 +144,7 @@ class Edit(Tool):
             return Observation(
                 f"error: old was not found in {rel}, and nothing in the file is close to it; "
                 "view the file to copy the exact text",
-                ok=False, data={"path": rel, "occurrences": 0},
+                ok=False, paths=(rel,), data={"path": rel, "occurrences": 0},
             )
         parts = [f"error: old was not found in {rel}. The closest {plural(len(picks), 'snippet')} "
                  "in the file (copy the exact text, without line numbers):"]
@@ -154,4 +154,4 @@ class Edit(Tool):
         stripped = "\n".join(line.strip() for line in old.splitlines())
         if any("\n".join(line.strip() for line in lines[i:i + size]) == stripped for _, i in picks):
             parts.append("[the text matches apart from indentation/whitespace: copy the exact indentation]")
-        return Observation("\n".join(parts), ok=False, data={"path": rel, "occurrences": 0})
+        return Observation("\n".join(parts), ok=False, paths=(rel,), data={"path": rel, "occurrences": 0})

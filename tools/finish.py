@@ -22,6 +22,6 @@ class Finish(Tool):
     def run(self, args: FinishArgs, ctx: ToolContext) -> Observation:
         ctx.finished = args.summary.strip()
         if ctx.sandbox is None:  # review mode: nothing to verify
-            return Observation("Noted; finishing.", data={"finished": True})
+            return Observation("Noted; finishing.", verify=True, data={"finished": True})
         return Observation("Noted. The loop will now verify the target tests itself; the result decides "
-                           "whether the task is done.", data={"finished": True})
+                           "whether the task is done.", verify=True, data={"finished": True})

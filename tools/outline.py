@@ -118,13 +118,14 @@ class Outline(Tool):
         if callable(index_outline):
             text = index_outline(rel)
             if text is not None:
-                return Observation(text, data={"path": rel, "source": "index"})
+                return Observation(text, paths=(rel,), data={"path": rel, "source": "index"})
         text, _ = read_text(full)
         if text is None:
-            return Observation(f"{rel}: binary file; no outline", data={"path": rel})
+            return Observation(f"{rel}: binary file; no outline", paths=(rel,), data={"path": rel})
         entries = python_outline(text) if full.suffix in (".py", ".pyi") else None
         if entries is not None:
-            return Observation(render(rel, entries, ranges=True), data={"path": rel, "source": "tree-sitter"})
+            return Observation(render(rel, entries, ranges=True), paths=(rel,),
+                               data={"path": rel, "source": "tree-sitter"})
         markdown = full.suffix.lower() in (".md", ".markdown")
         return Observation(render(rel, regex_outline(text, markdown), ranges=False),
-                           data={"path": rel, "source": "regex"})
+                           paths=(rel,), data={"path": rel, "source": "regex"})

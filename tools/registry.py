@@ -8,22 +8,27 @@ from tools.create import Create
 from tools.edit import Edit
 from tools.finish import Finish
 from tools.outline import Outline
+from tools.run import Run
 from tools.run_tests import RunTests
 from tools.search import Search
 from tools.view import View
 
 
-def fix_tools() -> list[Tool]:
-    return [Search(), View(), Outline(), Edit(), Create(), RunTests(), Finish()]
+def fix_tools(shell: bool = False) -> list[Tool]:
+    """`shell`: offer `run`, for a sandbox that isolates (no network, the worktree the only writable place)."""
+    return [Search(), View(), Outline(), Edit(), Create(), RunTests(), *([Run()] if shell else []), Finish()]
 
 
 def review_tools(run_tests: bool = False) -> list[Tool]:
     """Read-only by construction: no tool that writes may appear here.
 
-    `run_tests` is offered only when the caller has a sandbox that mounts the tree read-only.
+    `run_tests` (and `run`) are offered only when the caller has a sandbox that mounts the tree
+    read-only, which is what makes a sandboxed tool read-only.
     """
-    tools: list[Tool] = [Search(), View(), Outline(), *([RunTests()] if run_tests else []), Comment(), Finish()]
-    assert not any(tool.writes for tool in tools), "review mode must not offer a writing tool"
+    runners: list[Tool] = [RunTests(), Run()] if run_tests else []
+    tools: list[Tool] = [Search(), View(), Outline(), *runners, Comment(), Finish()]
+    assert not any(tool.writes and not (tool.sandboxed and run_tests) for tool in tools), \
+        "review mode must not offer a writing tool"
     return tools
 
 

@@ -70,5 +70,5 @@ class RunTests(Tool):
             resolve_path(ctx, selector_file(selector))
         run = run_pytest(ctx.sandbox, selectors, ctx.test_command, ctx.test_timeout)
         text = describe(run, selectors, ctx.limits.test_output_chars)
-        return Observation(text, ok=not run.timed_out and not run.collected_none,
+        return Observation(text, ok=not run.timed_out and not run.collected_none, test_run=run,
                            data={"run": run.to_dict(), "selectors": selectors})

@@ -69,16 +69,16 @@ class View(Tool):
         rel = relative(ctx, full)
         if full.is_dir():
             text = listing(full, rel, ctx.limits.listing_entries, ctx.root.resolve())
-            return Observation(text, data={"path": rel, "dir": True})
+            return Observation(text, paths=(rel,), data={"path": rel, "dir": True})
         ctx.touched.add(rel)
         text, clean = read_text(full)
         if text is None:
             size = full.stat().st_size
-            return Observation(f"{rel}: binary file ({size} bytes); not shown", data={"path": rel})
+            return Observation(f"{rel}: binary file ({size} bytes); not shown", paths=(rel,), data={"path": rel})
         lines = text.splitlines()
         total = len(lines)
         if total == 0:
-            return Observation(f"{rel}: empty file", data={"path": rel, "lines": 0})
+            return Observation(f"{rel}: empty file", paths=(rel,), data={"path": rel, "lines": 0})
         window = ctx.limits.view_lines
         start = args.start or 1
         if args.end is not None and args.end < start:
@@ -98,5 +98,5 @@ class View(Tool):
             notes.append(f"[at most {window} lines a call; to see more: view path={rel!r} start={end + 1}]")
         elif end < total:
             notes.append(f"[more below: view path={rel!r} start={end + 1}]")
-        return Observation("\n".join([body, *notes]), data={"path": rel, "start": start, "end": end,
+        return Observation("\n".join([body, *notes]), paths=(rel,), data={"path": rel, "start": start, "end": end,
                                                             "lines": total})
