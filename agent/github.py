@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from agent.errors import EXIT_ENVIRONMENT, AgentError
+from agent.retry import backoff, parse_retry_after
 
 WRITE_ROLES = ("admin", "maintain", "write")
 API_VERSION = "2022-11-28"
@@ -78,11 +79,9 @@ class GitHub:
         status = response.status_code
         headers = response.headers
         if status in (403, 429):
-            if "retry-after" in headers:
-                try:
-                    return max(float(headers["retry-after"]), 0.0)
-                except ValueError:
-                    return self.retry.backoff_base
+            hinted = parse_retry_after(headers)
+            if hinted is not None:
+                return hinted
             if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
                 return max(float(headers["x-ratelimit-reset"]) - self._clock(), 0.0) + 1.0
             if status == 429 or "secondary rate limit" in response.text.lower():
@@ -110,7 +109,7 @@ class GitHub:
                 return response
             wait = self._wait_for(response)
             if wait is None and response.status_code >= 500:
-                wait = min(self.retry.backoff_base * 2 ** (attempt - 1), self.retry.backoff_cap)
+                wait = backoff(attempt, self.retry.backoff_base, self.retry.backoff_cap)
             if wait is None or attempt >= self.retry.max_attempts:
                 raise GitHubError(response.status_code, self._message(response), method, path)
             wait = min(wait, self.retry.max_wait)
@@ -119,7 +118,7 @@ class GitHub:
             self._sleep(wait)
 
     def _backoff(self, attempt: int, why: str) -> None:
-        wait = min(self.retry.backoff_base * 2 ** (attempt - 1), self.retry.backoff_cap)
+        wait = backoff(attempt, self.retry.backoff_base, self.retry.backoff_cap)
         self._log(f"github: {why}; retrying in {wait:.1f}s")
         self._sleep(wait)
 

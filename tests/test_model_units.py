@@ -20,12 +20,12 @@ from agent.model.errors import (
     error_from_frame,
     error_from_response,
     parse_envelope,
-    parse_retry_after,
 )
 from agent.model.pricing import cost_of
 from agent.model.sse import SSEParser, assemble_lines, assemble_message
 from agent.model.types import Usage
 from agent.redact import Redactor, redact
+from agent.retry import parse_retry_after
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from agent.model.pricing import cost_of
 from agent.model.sse import Assembled, SSEParser, StreamAssembler, assemble_message
 from agent.model.types import MODES, Completion, ToolCall, Usage
 from agent.redact import Redactor
+from agent.retry import backoff
 
 log = logging.getLogger("agent.model")
 
@@ -244,7 +245,7 @@ class GLMClient:
             base, cap = self.settings.backoff_base, self.settings.backoff_cap
         if err.retry_after is not None:
             return min(err.retry_after, max(cap, self.settings.overload_backoff_cap))
-        return min(base * 2 ** (attempt - 1), cap) * (1.0 - 0.25 * self._rng())
+        return backoff(attempt, base, cap, self._rng)
 
     def _attempt(self, body: dict[str, Any], mode: str, *, allow_fallback: bool) -> Completion:
         stream = bool(body.get("stream"))

@@ -7,11 +7,11 @@ selects the longer backoff schedule.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
-import time
 from typing import Any
+
+from agent.retry import parse_retry_after
 
 # Business codes (glm-api.md §4.3).
 AUTH_CODES = frozenset(range(1000, 1005))
@@ -24,7 +24,6 @@ OVERFLOW_WORDING = re.compile(r"(?i)(more than max tokens|exceeds? (the )?max(im
                               r"context (length|window)|prompt exceeds)")
 _BRACKET_CODE = re.compile(r"^\s*\[(\d{3,5})\]")
 _RESET_AT = re.compile(r"(?i)reset (?:at|on)\s+([0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9:]{5,8})")
-_MS_IN_TEXT = re.compile(r"(?i)retry-after-ms[=:]\s*(\d+)")
 
 
 class ModelError(Exception):
@@ -154,33 +153,6 @@ class ProtocolError(ModelError):
     """The server answered 200 with something that is not a chat completion."""
 
     kind = "unexpected response"
-
-
-def parse_retry_after(headers: Any, message: str = "", now: float | None = None) -> float | None:
-    """Seconds to wait from `retry-after-ms`, `Retry-After` (seconds or HTTP-date) or the message text."""
-    get = headers.get if headers is not None else (lambda _k, _d=None: None)
-    ms = get("retry-after-ms")
-    if ms:
-        try:
-            return max(float(ms) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    value = get("retry-after")
-    if value:
-        value = value.strip()
-        try:
-            return max(float(value), 0.0)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError, IndexError):
-                when = None
-            if when is not None:
-                return max(when.timestamp() - (time.time() if now is None else now), 0.0)
-    found = _MS_IN_TEXT.search(message or "")
-    if found:
-        return int(found.group(1)) / 1000.0
-    return None
 
 
 def _to_int(value: Any) -> int | None:
