@@ -10,16 +10,17 @@ a run; bots only when allowed. Every decision is logged to stderr (the Actions l
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent import gitops
 from agent.config import split_list
 from agent.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_RESOLVED, EXIT_UNRESOLVED, AgentError
 from agent.github import GitHub, GitHubError
@@ -44,6 +45,7 @@ class ActionEnv:
     token: str
     api_url: str
     workspace: Path
+    server_url: str = "https://github.com"
     trigger: str = "/agent"
     labels: list[str] = field(default_factory=lambda: ["agent"])
     allow_bots: str = ""
@@ -63,6 +65,7 @@ class ActionEnv:
             event_name=environ["GITHUB_EVENT_NAME"], event=event, repository=environ["GITHUB_REPOSITORY"],
             token=environ["GITHUB_TOKEN"], api_url=environ.get("GITHUB_API_URL") or "https://api.github.com",
             workspace=Path(environ.get("GITHUB_WORKSPACE") or "."),
+            server_url=environ.get("GITHUB_SERVER_URL") or "https://github.com",
             trigger=environ.get("AGENT_TRIGGER", "").strip() or "/agent",
             labels=split_list(environ.get("AGENT_LABELS", "agent")),
             allow_bots=environ.get("AGENT_ALLOW_BOTS", "").strip(),
@@ -166,17 +169,49 @@ def _sandbox_line(report: dict[str, Any]) -> str:
     return f"local, as the workflow asked ({warning})"
 
 
-# -- git -------------------------------------------------------------------------------------
-def _git(workspace: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["git", *args], cwd=workspace, capture_output=True, text=True)
+# -- git (through the one git module; the token reaches only fetch and push) ------------------
+def auth_env(token: str, server_url: str) -> dict[str, str]:
+    """The token as an `http.<server>/.extraheader` for one git command: in its environment, never
+    in argv (`ps` shows argv to every user) and never in a config file the run could read."""
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"http.{server_url.rstrip('/')}/.extraheader",
+            "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {basic}"}
 
 
-def push_branch(workspace: Path, branch: str, token: str) -> str | None:
+def strip_persisted_auth(workspace: Path, log: Callable[[str], None]) -> int:
+    """Remove `http.*.extraheader` that actions/checkout persisted in the repository's config (or a file
+    it includes): a worktree shares that config, so code the run executes could read the token there."""
+    listed = gitops.call(workspace, "config", "--show-origin", "--show-scope", "--null", "--get-regexp",
+                         r"^http\..*\.extraheader$")
+    removed = 0
+    entries = listed.stdout.split(b"\0")
+    # --null prints scope, origin and "name\nvalue" as three NUL-terminated fields per entry
+    for scope, origin, pair in zip(entries[0::3], entries[1::3], entries[2::3], strict=False):
+        if scope.decode() not in ("local", "worktree") or not origin.startswith(b"file:"):
+            continue
+        name = pair.split(b"\n", 1)[0].decode()
+        where = Path(os.fsdecode(origin[len(b"file:"):]))
+        where = where if where.is_absolute() else workspace / where
+        gitops.run(workspace, "config", "--file", str(where), "--unset-all", name, write=True)
+        removed += 1
+    if removed:
+        log(f"removed {removed} persisted credential header(s) from the checkout's git config; "
+            "the token is given to push and fetch only")
+    return removed
+
+
+def push_branch(workspace: Path, branch: str, token: str, server_url: str = "https://github.com") -> str | None:
     """Push to origin; None on success, else a one-line reason (token scrubbed)."""
-    proc = _git(workspace, "push", "--quiet", "origin", f"refs/heads/{branch}:refs/heads/{branch}")
+    try:
+        proc = gitops.call(workspace, "push", "--quiet", "--no-verify", "origin",
+                           f"refs/heads/{branch}:refs/heads/{branch}", write=True,
+                           timeout=gitops.NETWORK_TIMEOUT, env=auth_env(token, server_url))
+    except gitops.GitError as exc:
+        return f"git push failed: {exc}"
     if proc.returncode == 0:
         return None
-    text = (proc.stderr or proc.stdout).strip().replace(token, "[REDACTED]") if token else proc.stderr.strip()
+    text = proc.stderr.strip() or proc.text.strip()
+    text = text.replace(token, "[REDACTED]") if token else text
     last = " ".join(text.splitlines()[-3:])
     if any(word in text.lower() for word in PUSH_DENIED):
         return ("the workflow's token cannot push to this repository (give the job `permissions: contents: write`): "
@@ -184,11 +219,13 @@ def push_branch(workspace: Path, branch: str, token: str) -> str | None:
     return f"git push failed: {last}"
 
 
-def ensure_commits(workspace: Path, shas: list[str], log: Callable[[str], None]) -> None:
+def ensure_commits(workspace: Path, shas: list[str], log: Callable[[str], None], token: str = "",
+                   server_url: str = "https://github.com") -> None:
     for sha in shas:
-        if _git(workspace, "cat-file", "-e", f"{sha}^{{commit}}").returncode != 0:
+        if gitops.call(workspace, "cat-file", "-e", f"{sha}^{{commit}}").returncode != 0:
             log(f"fetching {sha[:12]} from origin")
-            _git(workspace, "fetch", "--quiet", "--no-tags", "origin", sha)
+            gitops.call(workspace, "fetch", "--quiet", "--no-tags", "origin", sha, write=True,
+                        timeout=gitops.NETWORK_TIMEOUT, env=auth_env(token, server_url) if token else None)
 
 
 # -- the events ------------------------------------------------------------------------------
@@ -246,6 +283,7 @@ def handle_issue(env: ActionEnv, gh: GitHub, say: Callable[[str], None]) -> tupl
     targets = test_selectors(body + "\n" + request, env.workspace)
     say(f"issue #{number} ({why} by {user.get('login')}); targets: {', '.join(targets) or 'none'}")
     options = FixOptions(task=text, repo=env.workspace, tests=targets, overrides=env.overrides())
+    strip_persisted_auth(env.workspace, say)  # before the run: its code must not find the token in .git/config
     try:
         report, code = run_fix(options, say)
     except AgentError as exc:
@@ -257,7 +295,7 @@ def handle_issue(env: ActionEnv, gh: GitHub, say: Callable[[str], None]) -> tupl
                      code, say)
     if not report.get("commit"):
         return _fail(gh, number, "nothing to change: " + report["stop_reason"], report, EXIT_UNRESOLVED, say)
-    problem = push_branch(env.workspace, report["branch"], env.token)
+    problem = push_branch(env.workspace, report["branch"], env.token, env.server_url)
     if problem:
         return _fail(gh, number, problem, report, EXIT_ENVIRONMENT, say)
     base = (env.event.get("repository") or {}).get("default_branch") or "main"
@@ -314,7 +352,7 @@ def handle_pull_request(env: ActionEnv, gh: GitHub, say: Callable[[str], None]) 
     if not authorised(env, gh, env.event.get("sender") or pr.get("user") or {}, say):
         return {"outcome": "refused", "user": (env.event.get("sender") or {}).get("login")}, EXIT_RESOLVED
     number, base, head = int(pr["number"]), pr["base"]["sha"], pr["head"]["sha"]
-    ensure_commits(env.workspace, [base, head], say)
+    ensure_commits(env.workspace, [base, head], say, env.token, env.server_url)
     prior = prior_findings(gh, number)
     say(f"reviewing #{number} {base[:10]}..{head[:10]} ({len(prior)} earlier findings)")
     options = ReviewOptions(prior_comments=prior, overrides=env.overrides())

@@ -5,9 +5,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 
+from agent import gitops
 from agent.config import load_settings
 from agent.fix import api_key_from_env
 
@@ -37,7 +39,10 @@ def _git() -> Check:
     path = shutil.which("git")
     if not path:
         return "git", False, "not found: install git (apt-get install git)"
-    version = subprocess.run([path, "--version"], capture_output=True, text=True).stdout.strip()
+    try:
+        version = gitops.run(Path.home() if Path.home().is_dir() else Path("/"), "--version").strip()
+    except gitops.GitError as exc:
+        return "git", False, str(exc)
     return "git", True, version
 
 

@@ -211,8 +211,13 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
             except Exception as exc:  # noqa: BLE001 - the report must still be written
                 notes.append(f"final test run failed: {exc}")
         _cleanup(sandbox, client, None)
-    commit = gitops.commit_all(worktree, _commit_message(task, outcome))
-    patch = gitops.patch_since_base(worktree)
+    try:
+        commit = gitops.commit_all(worktree, _commit_message(task, outcome))
+        patch = gitops.patch_since_base(worktree)
+    except gitops.GitError as exc:  # e.g. the sandbox tampered with .git: nothing of the worktree is kept
+        commit, patch = None, ""
+        outcome = _stopped(loop, "error", f"error: {exc}")
+        progress(f"error: {exc}")
     (run_dir / "patch.diff").write_text(patch, encoding="utf-8")
     gitops.release_worktree(repo, worktree)  # the branch stays; the user can check it out
     report = build_report(
@@ -232,7 +237,7 @@ def _verify_task(worktree: gitops.Worktree, task: Task, sandbox: Sandbox, select
     """Targets pass twice with no regressions, under the base commit's test configuration (checked
     before and after the runs: code under test could rewrite it mid-run); a task without targets must
     at least have changed something."""
-    if not task.targets and not worktree.repo.is_dirty(untracked_files=True):
+    if not task.targets and not gitops.has_changes(worktree):
         return Verification(False, "no change was made, and the task names no test to check")
     reason = integrity.tampering(base_config, worktree.path, allow_test_edits=allow_test_edits)
     if reason:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from agent.diffs import patch_lines
 from agent.errors import EXIT_ENVIRONMENT, AgentError
 from agent.retry import backoff, parse_retry_after
 
@@ -238,23 +239,6 @@ class GitHub:
         for item in self.pull_request_files(number):
             anchors[item["filename"]] = patch_lines(item.get("patch") or "")
         return anchors
-
-
-def patch_lines(patch: str) -> set[int]:
-    lines: set[int] = set()
-    new_line = 0
-    for raw in patch.splitlines():
-        if raw.startswith("@@"):
-            try:
-                new_line = int(raw.split("+", 1)[1].split(" ", 1)[0].split(",", 1)[0])
-            except (IndexError, ValueError):
-                new_line = 0
-            continue
-        if raw.startswith("-") or raw.startswith("\\"):
-            continue
-        lines.add(new_line)
-        new_line += 1
-    return lines
 
 
 def _with_moved(body: str, moved: list[dict[str, Any]]) -> str:

@@ -18,7 +18,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import Any
 from agent import gitops
 from agent.budget import Budget
 from agent.config import Settings, load_settings
+from agent.diffs import FileDiff, parse_diff
 from agent.errors import (
     EXIT_ENVIRONMENT,
     EXIT_INTERRUPTED,
@@ -51,32 +51,14 @@ from tools.base import Observation, ToolContext, ToolLimits, ToolRefused
 from tools.comment import Comment, CommentArgs
 from tools.registry import review_tools
 
-_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
-
 
 class ReadOnlyViolation(EnvironmentProblem):
     """The user's repository changed during a review: a bug to report, never to hide."""
 
 
-# -- git plumbing ----------------------------------------------------------------------------
-def _git(root: Path, *args: str, check: bool = True) -> str:
-    proc = subprocess.run(["git", "--no-optional-locks", *args], cwd=root, capture_output=True, text=True,
-                          env=_git_env())
-    if check and proc.returncode != 0:
-        raise BadInput(f"git {' '.join(args[:2])}: {proc.stderr.strip() or 'failed'}")
-    return proc.stdout
-
-
-def _git_env() -> dict[str, str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env["GIT_OPTIONAL_LOCKS"] = "0"  # `git status` must not refresh (rewrite) the index
-    return env
-
-
+# -- git (through the one git module) --------------------------------------------------------
 def resolve_commit(root: Path, ref: str) -> str:
-    out = _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False).strip()
+    out = gitops.output(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     if not out:
         raise BadInput(f"no such revision in {root}: {ref}")
     return out
@@ -85,13 +67,13 @@ def resolve_commit(root: Path, ref: str) -> str:
 def default_base(root: Path, head: str) -> str:
     """Where a local review starts: the fork point from the upstream or main branch, else head~1."""
     for candidate in ("@{upstream}", "origin/HEAD", "origin/main", "origin/master", "main", "master"):
-        sha = _git(root, "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}", check=False).strip()
+        sha = gitops.output(root, "rev-parse", "--verify", "--quiet", f"{candidate}^{{commit}}")
         if not sha:
             continue
-        fork = _git(root, "merge-base", sha, head, check=False).strip()
+        fork = gitops.output(root, "merge-base", sha, head)
         if fork and fork != head:
             return fork
-    parent = _git(root, "rev-parse", "--verify", "--quiet", f"{head}~1^{{commit}}", check=False).strip()
+    parent = gitops.output(root, "rev-parse", "--verify", "--quiet", f"{head}~1^{{commit}}")
     if not parent:
         raise BadInput("nothing to review: give --base (the head commit has no parent)")
     return parent
@@ -99,13 +81,13 @@ def default_base(root: Path, head: str) -> str:
 
 def repo_state(root: Path) -> dict[str, Any]:
     """What a read-only run must leave exactly as it found it: HEAD, every ref, the index, the tree."""
-    index = Path(_git(root, "rev-parse", "--path-format=absolute", "--git-path", "index").strip())
+    index = Path(gitops.run(root, "rev-parse", "--path-format=absolute", "--git-path", "index").strip())
     return {
-        "head": _git(root, "rev-parse", "--verify", "--quiet", "HEAD", check=False).strip(),
-        "symbolic_head": _git(root, "symbolic-ref", "--quiet", "HEAD", check=False).strip(),
-        "refs": _git(root, "for-each-ref", "--format=%(refname) %(objectname)"),
+        "head": gitops.output(root, "rev-parse", "--verify", "--quiet", "HEAD") or "",
+        "symbolic_head": gitops.output(root, "symbolic-ref", "--quiet", "HEAD") or "",
+        "refs": gitops.run(root, "for-each-ref", "--format=%(refname) %(objectname)"),
         "index": hashlib.sha256(index.read_bytes()).hexdigest() if index.is_file() else None,
-        "status": _git(root, "status", "--porcelain=v1", "-uall", "-z"),
+        "status": gitops.run(root, "status", "--porcelain=v1", "-uall", "-z"),
     }
 
 
@@ -117,88 +99,22 @@ def state_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
 
 def materialise(user_root: Path, commit: str, dest: Path) -> Path:
     """A private repository at `dest` holding `commit`'s files, reading the user's objects only."""
-    common = Path(_git(user_root, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
+    common = Path(gitops.run(user_root, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())
     dest.mkdir(parents=True)
-    _git(dest, "init", "--quiet")
+    gitops.run(dest, "init", "--quiet", write=True)
     (dest / ".git" / "objects" / "info" / "alternates").write_text(str(common / "objects") + "\n")
-    _git(dest, "read-tree", commit)
-    _git(dest, "checkout-index", "--all", "--force")
+    gitops.run(dest, "read-tree", commit, write=True)
+    gitops.run(dest, "checkout-index", "--all", "--force", write=True)
     return dest
 
 
+def review_diff(root: Path, fork: str, head: str) -> list[FileDiff]:
+    """The files of fork..head with head-side line numbers; fixed prefixes whatever the user's config says."""
+    return parse_diff(gitops.run(root, "diff", "--no-color", "--find-renames", "-U3", "--src-prefix=a/",
+                                 "--dst-prefix=b/", fork, head))
+
+
 # -- the diff --------------------------------------------------------------------------------
-@dataclass
-class FileDiff:
-    path: str
-    status: str  # added | modified | deleted | renamed | binary
-    old_path: str | None = None
-    added: set[int] = field(default_factory=set)  # new-side line numbers of added lines
-    lines: list[str] = field(default_factory=list)  # rendered with new-side line numbers
-
-
-def parse_diff(text: str) -> list[FileDiff]:
-    """Files of a `git diff` with the head-side numbers of every added line (the anchors)."""
-    files: list[FileDiff] = []
-    current: FileDiff | None = None
-    new_line = 0
-    old_name = ""
-    for raw in text.splitlines():
-        if raw.startswith("diff --git "):
-            current = FileDiff(path="", status="modified")
-            files.append(current)
-            continue
-        if current is None:
-            continue
-        if raw.startswith("--- "):
-            old = raw[4:]
-            if old == "/dev/null":
-                current.status = "added"
-            else:
-                old_name = old[2:] if old.startswith("a/") else old
-            continue
-        if raw.startswith("+++ "):
-            new = raw[4:]
-            if new == "/dev/null":
-                current.status, current.path = "deleted", old_name
-            else:
-                current.path = new[2:] if new.startswith("b/") else new
-            continue
-        if raw.startswith("rename from "):
-            current.old_path, current.status = raw[len("rename from "):], "renamed"
-            continue
-        if raw.startswith("rename to "):
-            current.path = raw[len("rename to "):]
-            continue
-        if raw.startswith("Binary files "):
-            current.status = "binary"
-            match = re.search(r" and (?:b/)?(.+) differ$", raw)
-            if match and match.group(1) != "/dev/null":
-                current.path = match.group(1)
-            continue
-        hunk = _HUNK.match(raw)
-        if hunk:
-            new_line = int(hunk.group(1))
-            current.lines.append(raw)
-            continue
-        if not current.lines:
-            continue  # extended headers (index, mode) before the first hunk
-        if raw.startswith("+"):
-            current.added.add(new_line)
-            current.lines.append(f"{new_line:>5} +{raw[1:]}")
-            new_line += 1
-        elif raw.startswith("-"):
-            current.lines.append(f"{'':>5} -{raw[1:]}")
-        elif raw.startswith("\\"):
-            continue
-        else:
-            current.lines.append(f"{new_line:>5}  {raw[1:]}")
-            new_line += 1
-    for item in files:
-        if not item.path and item.old_path:
-            item.path = item.old_path
-    return [f for f in files if f.path]
-
-
 def render_diff(files: list[FileDiff], limit: int) -> str:
     """The diff as the model reads it: per file, head-side line numbers on added and context lines."""
     parts: list[str] = []
@@ -303,9 +219,9 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
     user_root = Path(user.working_tree_dir).resolve()
     head_sha = resolve_commit(user_root, head or "HEAD")
     base_sha = resolve_commit(user_root, base) if base else default_base(user_root, head_sha)
-    fork = _git(user_root, "merge-base", base_sha, head_sha, check=False).strip() or base_sha
+    fork = gitops.output(user_root, "merge-base", base_sha, head_sha) or base_sha
     # Settings come from the base side: the change under review must not choose where the key goes.
-    trusted = _git(user_root, "show", f"{fork}:.agent.toml", check=False)
+    trusted = gitops.output(user_root, "show", f"{fork}:.agent.toml") or ""
     settings = load_settings(user_root, opts.overrides, repo_config=trusted, warn=progress)
     max_findings = opts.max_findings if opts.max_findings is not None else settings.review.max_findings
     profile = settings.profile()
@@ -314,8 +230,7 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
         raise EnvironmentProblem("no API key: set GLM_API_KEY (or ZAI_API_KEY)")
 
     before = repo_state(user_root)
-    diff_text = _git(user_root, "diff", "--no-color", "--no-ext-diff", "--find-renames", "-U3", fork, head_sha)
-    files = parse_diff(diff_text)
+    files = review_diff(user_root, fork, head_sha)
     started = time.monotonic()
     run_dir = new_run_dir("review-" + slugify(head_sha[:12]))
     trajectory = Trajectory(run_dir / "trajectory.jsonl",

@@ -82,13 +82,13 @@ class Instance:
 
 
 def patch_files(patch: str) -> list[str]:
+    """Head-side paths the patch changes, in order (deletions left out), by the agent's one diff parser."""
+    from agent.diffs import parse_diff
+
     files: list[str] = []
-    for line in patch.splitlines():
-        if line.startswith("+++ ") and not line.endswith("/dev/null"):
-            path = line[4:].split("\t", 1)[0]
-            path = path[2:] if path.startswith("b/") else path
-            if path not in files:
-                files.append(path)
+    for item in parse_diff(patch):
+        if item.status != "deleted" and item.path not in files:
+            files.append(item.path)
     return files
 
 

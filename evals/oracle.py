@@ -12,47 +12,19 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.diffs import FileDiff, Hunk, parse_diff
 from evals.fake_glm import FakeGLM
 
 ORACLE_MODEL_NAME = "oracle"
 ORACLE_KEY = "oracle-key-not-secret"
-_HUNK = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
-@dataclass
-class Hunk:
-    old_start: int
-    lines: list[str] = field(default_factory=list)  # each starts with ' ', '-' or '+'
-
-
-@dataclass
-class FilePatch:
-    path: str
-    hunks: list[Hunk] = field(default_factory=list)
-
-
-def parse_patch(patch: str) -> list[FilePatch]:
-    """The files and hunks of a unified diff (git's format)."""
-    files: list[FilePatch] = []
-    current: FilePatch | None = None
-    for line in patch.splitlines():
-        if line.startswith("diff --git "):
-            current = None
-        elif line.startswith("+++ "):
-            path = line[4:].split("\t", 1)[0]
-            current = FilePatch(path[2:] if path.startswith("b/") else path)
-            files.append(current)
-        elif (m := _HUNK.match(line)) and current is not None:
-            current.hunks.append(Hunk(int(m.group(1))))
-        elif current is not None and current.hunks and line[:1] in (" ", "-", "+") and not line.startswith("--- "):
-            current.hunks[-1].lines.append(line)
-        elif current is not None and current.hunks and line == "":
-            current.hunks[-1].lines.append(" ")  # a blank context line some tools strip to nothing
-    return files
+def parse_patch(patch: str) -> list[FileDiff]:
+    """The files and hunks of a unified diff (git's format), read by the agent's one diff parser."""
+    return parse_diff(patch)
 
 
 def _side(lines: list[str], keep: str) -> list[str]:

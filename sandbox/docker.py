@@ -78,7 +78,7 @@ class DockerSandbox(Sandbox):
         self.container = client.containers.run(
             self.image, ["bash", "-c", f"exec -a {IDLE_NAME} sleep infinity"], detach=True, name=self.name,
             init=True, network_mode=self.network, read_only=True, tmpfs={"/tmp": TMPFS},
-            mounts=[Mount("/repo", str(self.root), type="bind", read_only=self.read_only)],
+            mounts=[Mount("/repo", str(self.root), type="bind", read_only=self.read_only), *_git_mounts(self.root)],
             working_dir="/repo", user=f"{stat.st_uid}:{stat.st_gid}", environment=environment,
             mem_limit=self.memory, memswap_limit=self.memory, pids_limit=self.pids,
             nano_cpus=int(self.cpus * 1e9), security_opt=["no-new-privileges"], cap_drop=["ALL"],
@@ -167,6 +167,21 @@ class DockerSandbox(Sandbox):
         events = client.events(since=f"{since - 0.5:.3f}", until=f"{time.time() + 0.1:.3f}", decode=True,
                                filters={"container": self.container.id, "event": "oom"})
         return any(True for _ in events)
+
+
+def _git_mounts(root: Path) -> list[Mount]:
+    """Cover `/repo/.git` read-only: a worktree's pointer file is bound over itself (a mount point cannot
+    be written, replaced or renamed from inside), a repository's own `.git` dir by an empty tmpfs.
+
+    Host git trusts that pointer to find the repository; a container that could rewrite it to
+    `gitdir: .evil` would choose the config (fsmonitor, hooks) of the host's next git command.
+    """
+    dot_git = root / ".git"
+    if dot_git.is_symlink() or not dot_git.exists():
+        return []
+    if dot_git.is_file():
+        return [Mount("/repo/.git", str(dot_git), type="bind", read_only=True)]
+    return [Mount("/repo/.git", None, type="tmpfs", read_only=True, tmpfs_size=4096)]
 
 
 def _text(data: bytes | None) -> str:

@@ -18,12 +18,28 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
-from agent.github import patch_lines
-
 SECONDARY_MESSAGE = ("You have exceeded a secondary rate limit. Please wait a few minutes before you try again. "
                      "If you reach out to GitHub Support for help, please include the request ID.")
+_HUNK_HEADER = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 DIFF_422 = ("Pull request review thread line must be part of the diff and Pull request review thread diff hunk "
             "can't be blank")
+
+
+def commentable_lines(patch: str) -> set[int]:
+    """RIGHT-side lines GitHub lets a review comment sit on: the added and context lines of each hunk.
+
+    The fake's own reading of a patch, written apart from the client's parser so it can catch its bugs.
+    """
+    lines: set[int] = set()
+    number: int | None = None
+    for raw in patch.split("\n"):
+        header = _HUNK_HEADER.match(raw)
+        if header:
+            number = int(header.group(1))
+        elif number is not None and raw[:1] in ("+", " "):
+            lines.add(number)
+            number += 1
+    return lines
 
 
 def user(login: str, kind: str = "User") -> dict[str, Any]:
@@ -190,7 +206,7 @@ class FakeGitHub:
             return 404, {"message": "Not Found"}, {}
         if body.get("event") not in ("COMMENT", "APPROVE", "REQUEST_CHANGES", None):
             return 422, {"message": "Unprocessable Entity", "errors": ["event is not valid"]}, {}
-        valid = {f["filename"]: patch_lines(f.get("patch") or "") for f in self.files.get(number, [])}
+        valid = {f["filename"]: commentable_lines(f.get("patch") or "") for f in self.files.get(number, [])}
         for comment in body.get("comments") or []:
             if comment.get("side", "RIGHT") != "RIGHT" or comment.get("line") not in valid.get(comment.get("path"),
                                                                                                set()):

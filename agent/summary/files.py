@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import gitops
 from agent.summary.languages import language_for
 
 VENDORED = frozenset({"vendor", "vendors", "third_party", "thirdparty", "node_modules", "bower_components",
@@ -37,11 +37,14 @@ def blob_id(data: bytes) -> str:
 
 
 def _git(root: Path, *args: str) -> bytes | None:
+    """git's answer, or None outside git; a tampered worktree pointer is raised, never walked around."""
     try:
-        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
+        result = gitops.call(root, *args, timeout=60)
+    except gitops.GitTampered:
+        raise
+    except gitops.GitError:
         return None
-    return proc.stdout if proc.returncode == 0 else None
+    return result.stdout if result.returncode == 0 else None
 
 
 def path_skip_reason(path: str) -> str | None:
