@@ -24,6 +24,7 @@ from agent import gitops
 from agent.config import split_list
 from agent.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_RESOLVED, EXIT_UNRESOLVED, AgentError
 from agent.github import GitHub, GitHubError
+from agent.redact import redact
 
 MARKER = "<!-- glm-agent -->"
 _SELECTOR = re.compile(r"(?<![\w/.-])([\w./-]+\.py::[\w\[\]\-.,=:]+)")
@@ -211,7 +212,7 @@ def push_branch(workspace: Path, branch: str, token: str, server_url: str = "htt
     if proc.returncode == 0:
         return None
     text = proc.stderr.strip() or proc.text.strip()
-    text = text.replace(token, "[REDACTED]") if token else text
+    text = redact(text, [token, auth_env(token, server_url)["GIT_CONFIG_VALUE_0"]])
     last = " ".join(text.splitlines()[-3:])
     if any(word in text.lower() for word in PUSH_DENIED):
         return ("the workflow's token cannot push to this repository (give the job `permissions: contents: write`): "

@@ -17,6 +17,7 @@ import httpx
 
 from agent.diffs import patch_lines
 from agent.errors import EXIT_ENVIRONMENT, AgentError
+from agent.redact import redact
 from agent.retry import backoff, parse_retry_after
 
 WRITE_ROLES = ("admin", "maintain", "write")
@@ -73,7 +74,7 @@ class GitHub:
 
     # -- transport -------------------------------------------------------------------------------
     def _scrub(self, text: str) -> str:
-        return text.replace(self._token, "[REDACTED]") if self._token else text
+        return redact(text, [self._token])
 
     def _wait_for(self, response: httpx.Response) -> float | None:
         """Seconds to wait before retrying `response`, or None when it is not worth retrying."""
