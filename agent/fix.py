@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import gitops
-from agent.budget import Budget
+from agent.budget import Budget, usd_prices
 from agent.config import Settings, load_settings
 from agent.errors import EXIT_INTERRUPTED, BadInput, EnvironmentProblem
 from agent.loop import Loop, LoopOutcome
@@ -104,6 +104,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     repo = gitops.open_repo(options.repo.resolve())
     user_root = Path(repo.working_tree_dir).resolve()
     settings = load_settings(user_root, options.overrides)
+    usd_row = usd_prices(settings)  # a cost limit needs a price: exit 2 before any branch or run dir
     task = Task.parse(options.task, options.tests)
     if not task.text:
         raise BadInput("empty task: give a test selector or a description")
@@ -136,7 +137,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     outcome = LoopOutcome("error", "")
     baseline: TestRun | None = None
     final: TestRun | None = None
-    budget = Budget(settings.budget, settings.prices().get("usd"))
+    budget = Budget(settings.budget, usd_row, started=started)  # --max-seconds bounds the whole run
     sandbox: Sandbox | None = None
     client = None
     exit_override: int | None = None
@@ -144,7 +145,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     try:
         sandbox = make_sandbox(settings, worktree.path, user_root, progress)
         sandbox.start()
-        baseline = run_pytest(sandbox, selection, test_command, timeout)
+        baseline = run_pytest(sandbox, selection, test_command, min(timeout, budget.seconds_left()))
         trajectory.event("test_run", purpose="reproduce", run=baseline.to_dict())
         if task.targets:
             missing = [t for t in task.targets if not baseline.matches(t)]
@@ -180,10 +181,10 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
             client=client, tools=fix_tools(), ctx=ctx, budget=budget,
             policy=Policy(settings.policy, forced_mode=options.mode, default_mode=settings.model.default_mode),
             trajectory=trajectory,
-            verifier=lambda: _verify_task(worktree, task, sandbox, selection, baseline, test_command, timeout),
+            verifier=lambda: _verify_task(worktree, task, sandbox, selection, baseline, test_command, timeout,
+                                          budget),
             prices=settings.prices(), max_output=settings.model.max_tokens,
             context_limit=min(settings.model.context_window, settings.loop.prompt_ceiling or 1 << 62),
-            chars_per_token=settings.loop.chars_per_token,
             max_observation_chars=settings.loop.max_observation_chars, seeds=list(scope.seed_files),
             progress=progress)
         outcome = loop.run(messages)
@@ -211,8 +212,11 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         if sandbox is not None and final is None and baseline is not None and outcome.status != "error" \
                 and exit_override is None:
             try:
-                final = run_pytest(sandbox, selection, test_command, timeout)
-                trajectory.event("test_run", purpose="final", run=final.to_dict())
+                if budget.seconds_left() < 1.0:
+                    notes.append("final test run skipped: the time limit is spent")
+                else:
+                    final = run_pytest(sandbox, selection, test_command, min(timeout, budget.seconds_left()))
+                    trajectory.event("test_run", purpose="final", run=final.to_dict())
             except Exception as exc:  # noqa: BLE001 - the report must still be written
                 notes.append(f"final test run failed: {exc}")
         _cleanup(sandbox, client, None)
@@ -232,12 +236,12 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
 
 
 def _verify_task(worktree: gitops.Worktree, task: Task, sandbox: Sandbox, selection: list[str],
-                 baseline: TestRun, test_command: list[str], timeout: float) -> Verification:
+                 baseline: TestRun, test_command: list[str], timeout: float, budget: Budget) -> Verification:
     """Targets pass twice with no regressions; a task without targets must at least have changed something."""
     if not task.targets and not worktree.repo.is_dirty(untracked_files=True):
         return Verification(False, "no change was made, and the task names no test to check")
     return verify(sandbox, targets=task.targets, selection=selection, baseline=baseline,
-                  test_command=test_command, timeout=timeout)
+                  test_command=test_command, timeout=timeout, time_left=budget.seconds_left)
 
 
 class _Done(Exception):

@@ -12,12 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.budget import MIN_USEFUL_OUTPUT, Budget, BudgetExhausted, estimate_tokens
+from agent.budget import MIN_USEFUL_OUTPUT, Budget, BudgetExhausted
 from agent.model.errors import ContextOverflowError
 from agent.model.pricing import cost_of
-from agent.model.types import Completion, ModelClient
+from agent.model.types import AttemptCost, Completion, ModelClient, Usage
 from agent.policy import Policy
 from agent.prompting import render
+from agent.tokens import estimate_json_tokens
 from agent.trajectory import Trajectory
 from agent.verify import Verification
 from tools.base import Tool, ToolContext, dispatch, schemas
@@ -60,7 +61,6 @@ class Loop:
     prices: dict[str, Any]
     max_output: int
     context_limit: int
-    chars_per_token: int = 4
     max_observation_chars: int = 12000
     seeds: list[str] = field(default_factory=list)
     progress: Callable[[str], None] = lambda line: None
@@ -69,7 +69,9 @@ class Loop:
     def __post_init__(self) -> None:
         self._by_name = by_name(self.tools)
         self._schemas = schemas(self.tools)
-        self._schema_chars = len(json.dumps(self._schemas))
+        self._schema_tokens = estimate_json_tokens(self._schemas)
+        self._counted: tuple[int, int] | None = None  # (messages sent, prompt tokens the API counted for them)
+        self._test_timeout = self.ctx.test_timeout
         self._last_paths: set[str] = set()
         self._sent = 0
         self._last_prompt_tokens = 0
@@ -120,8 +122,13 @@ class Loop:
 
     # -- one model call ---------------------------------------------------------------------
     def _prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
-        chars = sum(len(json.dumps(m, ensure_ascii=False)) for m in messages) + self._schema_chars
-        return estimate_tokens(chars, self.chars_per_token)
+        """Never below the count the API will report: its own count of the prefix it has seen
+        (history is append-only) plus the upper bound of each message added since; the whole
+        prompt's bound before the first answer and after a compaction rewrote the history."""
+        if self._counted is not None and self._counted[0] <= len(messages):
+            sent, counted = self._counted
+            return counted + sum(estimate_json_tokens(m) for m in messages[sent:])
+        return sum(estimate_json_tokens(m) for m in messages) + self._schema_tokens
 
     def _call(self, messages: list[dict[str, Any]]) -> Completion:
         prompt = self._prompt_tokens(messages)
@@ -138,14 +145,23 @@ class Loop:
             prompt_estimate=prompt, max_tokens=allowance, messages=messages[self._sent:],
             **({"tools": self._schemas} if self._sent == 0 else {}))
         self._sent = len(messages)
+        attempts = _AttemptBudget(self, prompt)
         try:
-            completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance)
+            completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
+                                              budget=attempts)
         except ContextOverflowError as exc:
             if self.outcome.compactions:
                 raise BudgetExhausted("context", f"the API still reports a context overflow after compaction "
                                                  f"({exc})") from None
-            self._compact(messages, reason="the API reported a context overflow")
-            completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance)
+            attempts.prompt = self._compact(messages, reason="the API reported a context overflow")
+            allowance = attempts.next_allowance()  # the resend is a new request: the budget is asked again
+            self.trajectory.event("request", turn=self.budget.turns + 1, mode=decision.mode, reason="resend",
+                                  prompt_estimate=attempts.prompt, max_tokens=allowance, messages=messages)
+            self._sent = len(messages)
+            completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
+                                              budget=attempts)
+        if not completion.extra.get("usage_estimated"):
+            self._counted = (self._sent, completion.usage.prompt_tokens)
         if self._prompt_before_compaction is not None:
             lost = self._prompt_before_compaction - completion.usage.cached_tokens
             self.outcome.compaction_cache_loss += max(lost, 0)
@@ -191,6 +207,7 @@ class Loop:
                 message["content"] = f"[elided to save context: {len(message['content'])} chars]"
         self.outcome.compactions += 1
         self._prompt_before_compaction = self._last_prompt_tokens
+        self._counted = None  # the API's count was of the history before it was rewritten
         after = self._prompt_tokens(messages)
         self.trajectory.event("compaction", reason=reason, first_changed_message=first_changed,
                               prompt_estimate_after=after)
@@ -200,6 +217,11 @@ class Loop:
 
     # -- tools ------------------------------------------------------------------------------
     def _run_tool(self, call_id: str, name: str, arguments: str) -> str:
+        left = self.budget.seconds_left()
+        if left < 1.0:
+            raise BudgetExhausted("time", f"time limit reached ({self.budget.elapsed:.0f}s of "
+                                          f"{self.budget.limits.max_seconds:.0f}s) before {name}")
+        self.ctx.test_timeout = min(self._test_timeout, left)  # a test run gets at most the time left
         self.trajectory.event("tool_call", id=call_id, name=name, arguments=arguments)
         observation = dispatch(self._by_name, name, arguments, self.ctx)
         try:
@@ -234,6 +256,25 @@ class Loop:
                               runs=[r.to_dict() for r in verdict.runs])
         self.progress(("✓ " if verdict.resolved else "✗ ") + verdict.detail)
         return verdict
+
+
+class _AttemptBudget:
+    """The budget as the client sees it around retries and resends of one call."""
+
+    def __init__(self, loop: Loop, prompt: int) -> None:
+        self.loop = loop
+        self.prompt = prompt  # the prompt bound of the request being retried
+
+    def failed(self, cost: AttemptCost) -> None:
+        usage = cost.usage or Usage(prompt_tokens=self.prompt if cost.prompt else 0, completion_tokens=cost.output)
+        charged = cost_of(usage, self.loop.prices)
+        self.loop.budget.charge_attempt(usage, charged)
+        self.loop.trajectory.event("attempt_failed", reason=cost.reason, usage=usage.to_dict(), cost=charged,
+                                   estimated=cost.usage is None)
+
+    def next_allowance(self) -> int:
+        loop = self.loop
+        return loop.budget.allow_call(self.prompt, min(loop.max_output, loop.context_limit - self.prompt))
 
 
 def _repo_relative(path: str) -> str:

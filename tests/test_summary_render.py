@@ -68,28 +68,28 @@ def test_summary_details_seeds_and_fits_every_budget(repo, tmp_path):
     for tokens in (0, 20, 64, 150, 300, 600, 1200, 5000):
         summary = render_summary(index, scope, tokens)
         assert estimate_tokens(summary.text) <= tokens, tokens
-    big = render_summary(index, scope, 1200)
+    big = render_summary(index, scope, 4800)  # budgets are UTF-8 bytes (agent/tokens.py)
     assert big.text == big.repo_part + big.task_part
     assert big.repo_part.startswith("# Repository map\n") and big.task_part.startswith("\n# Task scope\n")
     assert "## billing/m3.py\n" in big.task_part
     assert "    9 def billing_step3(value):" in big.task_part
-    mid = render_summary(index, scope, 200)
+    mid = render_summary(index, scope, 800)
     task = mid.task_part
     assert "billing/m4.py" in task  # neighbours before strangers:
     assert task.find("search/") == -1 or task.find("search/") > task.rfind("billing/")
-    small = render_summary(index, scope, 150)
+    small = render_summary(index, scope, 600)
     assert "billing/m3.py" in small.text  # degraded to less detail, but the seed is still named
 
 
 def test_repo_part_depends_on_repo_state_only(repo, tmp_path):
     index = RepoIndex.build(repo, cache_dir=tmp_path / "c", workers=1)
-    a = render_summary(index, compute_scope(repo, index, ["tests/test_billing.py"], None, [], ""), 800)
-    b = render_summary(index, compute_scope(repo, index, [], None, ["search"], "search_step2 fails"), 800)
+    a = render_summary(index, compute_scope(repo, index, ["tests/test_billing.py"], None, [], ""), 3200)
+    b = render_summary(index, compute_scope(repo, index, [], None, ["search"], "search_step2 fails"), 3200)
     assert a.repo_part == b.repo_part and a.task_part != b.task_part
     assert "Edits are allowed only under: search" in b.task_part
     (repo / "core/util.py").write_text("def log(msg):\n    pass\n\ndef renamed_fn():\n    pass\n")
     index2 = RepoIndex.build(repo, cache_dir=tmp_path / "c", workers=1)
-    c = render_summary(index2, compute_scope(repo, index2, ["tests/test_billing.py"], None, [], ""), 800)
+    c = render_summary(index2, compute_scope(repo, index2, ["tests/test_billing.py"], None, [], ""), 3200)
     assert c.repo_part != a.repo_part and "renamed_fn" in c.repo_part
 
 

@@ -13,6 +13,8 @@ import re
 import time
 from typing import Any
 
+from agent.model.types import AttemptCost
+
 # Business codes (glm-api.md §4.3).
 AUTH_CODES = frozenset(range(1000, 1005))
 ACCOUNT_CODES = frozenset({1110, 1111, 1112, 1121})
@@ -43,6 +45,7 @@ class ModelError(Exception):
         self.request_id = request_id
         self.retry_after = retry_after
         self.attempts = 1
+        self.cost: AttemptCost | None = None  # what this attempt may be billed, when the client knows
 
     def __str__(self) -> str:
         parts = [self.kind]

@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repo", default=".", help="repository root (default: .)")
     ap.add_argument("--test", action="append", default=[], help="target test selector (repeatable)")
     ap.add_argument("--scope", action="append", default=[], help="scope directory (repeatable)")
-    ap.add_argument("--tokens", type=int, default=2048, help="token budget, ceil(chars/4)")
+    ap.add_argument("--tokens", type=int, default=8192, help="token budget (an upper bound: UTF-8 bytes)")
     ap.add_argument("--traceback-file", help="a file holding the failing run's output")
     ap.add_argument("--task", default="", help="free task text (identifiers in it seed the scope)")
     ap.add_argument("--cache-dir", help="cache directory (default $XDG_CACHE_HOME/agent)")

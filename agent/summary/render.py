@@ -7,7 +7,6 @@ state and task give byte-identical text: the property the prompt cache depends o
 from __future__ import annotations
 
 import bisect
-import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,8 +16,9 @@ from agent.summary.graph import FileGraph, build_graph, pagerank
 from agent.summary.index import RepoIndex
 from agent.summary.scope import Scope
 from agent.summary.tags import HIDDEN, Def
+from agent.tokens import estimate_tokens
 
-RENDER_VERSION = 3  # bump when rendering changes: cached repo parts and graphs are keyed on it
+RENDER_VERSION = 4  # bump when rendering changes: cached repo parts and graphs are keyed on it
 REPO_SHARE = 0.25        # of the token budget for the repo-wide part
 TASK_DAMPING = 0.6       # lower than the global 0.85: the task ranking stays near its seeds
 MAX_FULL_DEFS = 40       # definitions listed per in-scope file before "... more" (fewer on small budgets)
@@ -36,10 +36,6 @@ class Summary:
     @property
     def text(self) -> str:
         return self.repo_part + self.task_part
-
-
-def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
 
 
 def module_names(path: str) -> list[str]:
@@ -107,28 +103,28 @@ def _largest_prefix(head: str, items: Iterable[str], budget: int) -> list[str]:
     Items are rendered lazily and only until the running length passes the budget (a fence may
     hold thousands of files); the cut is then a binary search over the prefix sums.
     """
-    limit = budget * 4
-    sums = [len(head)]
+    limit = budget
+    sums = [estimate_tokens(head)]
     taken: list[str] = []
     for item in items:
         if sums[-1] > limit:
             break
         taken.append(item)
-        sums.append(sums[-1] + len(item))
+        sums.append(sums[-1] + estimate_tokens(item))
     k = max(0, bisect.bisect_right(sums, limit) - 1)
     return taken[:k]
 
 
-def _fill_names(paths: list[str], budget_chars: int, label: str) -> str:
-    """A comma-separated tail of more file names, as many as fit."""
-    if budget_chars <= len(label) + 8 or not paths:
+def _fill_names(paths: list[str], budget: int, label: str) -> str:
+    """A comma-separated tail of more file names, as many as fit in `budget` tokens."""
+    if budget <= len(label) + 8 or not paths:
         return ""
-    out = label
+    out, used = label, estimate_tokens(label)
     for i, p in enumerate(paths):
         piece = p if i == 0 else ", " + p
-        if len(out) + len(piece) + 1 > budget_chars:
+        if used + estimate_tokens(piece) + 1 > budget:
             break
-        out += piece
+        out, used = out + piece, used + estimate_tokens(piece)
     return out + "\n" if out != label else ""
 
 
@@ -196,7 +192,7 @@ def render_task_part(index: RepoIndex, graph: FileGraph, global_ranks: list[floa
     if scope.frames:
         head += "Traceback (in repo): " + " -> ".join(f"{p}:{n}" for p, n in scope.frames[-8:]) + "\n"
 
-    limit = max(8, min(MAX_FULL_DEFS, tokens // 50))
+    limit = max(8, min(MAX_FULL_DEFS, tokens // 200))
 
     tests = set(scope.tests)
 
@@ -230,7 +226,7 @@ def render_task_part(index: RepoIndex, graph: FileGraph, global_ranks: list[floa
                                                     for p in others), tokens)
             if rel:
                 text += rel_head + "".join(rel)
-            text += _fill_names(others[len(rel):], tokens * 4 - len(text), "More: ")
+            text += _fill_names(others[len(rel):], tokens - estimate_tokens(text), "More: ")
         break
     return text
 

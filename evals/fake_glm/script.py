@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Turn = dict[str, Any]
@@ -109,14 +109,16 @@ class Render:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     created: int = 0
+    count: Callable[[str], int] = field(default=lambda text: math.ceil(len(text) / 4))
 
     def usage(self, reasoning: str, content: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
-        out_chars = len(reasoning) + len(content) + sum(len(c["name"]) + len(c["arguments"]) for c in calls)
-        completion = math.ceil(out_chars / 4)
+        reasoning_tokens = self.count(reasoning)
+        completion = reasoning_tokens + self.count(content) + sum(self.count(c["name"] + c["arguments"])
+                                                                  for c in calls)
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
                 "total_tokens": self.prompt_tokens + completion,
                 "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
-                "completion_tokens_details": {"reasoning_tokens": math.ceil(len(reasoning) / 4)}}
+                "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
 
     @property
     def reasoning_key(self) -> str:

@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from evals.fake_glm import script as _script
-from evals.fake_glm.cache import PrefixCache, canonical_text, token_count
+from evals.fake_glm.cache import PrefixCache, canonical_text
 from evals.fake_glm.script import HTTP_FAULTS, Render, Script, Turn, TurnSource
+from evals.fake_glm.tokens import counter
 from evals.fake_glm.validate import KNOWN_MODELS, OVERFLOW, check_auth, check_body
 
 BASE_PATHS = ("/api/paas/v4", "/api/coding/paas/v4")
@@ -104,7 +105,8 @@ class FakeGLM:
                  fragment_size: int = 8, cache_delay: float = 0.0, cache_block: int = 1, cache_size: int = 64,
                  context_window: int = 1_048_576, overflow_code: int = 1261,
                  models: Iterable[str] = KNOWN_MODELS, include_object: bool = True,
-                 host: str = "127.0.0.1", port: int = 0, base_path: str = BASE_PATHS[0]) -> None:
+                 host: str = "127.0.0.1", port: int = 0, base_path: str = BASE_PATHS[0],
+                 tokenizer: str | None = None) -> None:
         if flavor not in FLAVORS:
             raise ValueError(f"flavor must be one of {FLAVORS}, not {flavor!r}")
         if tool_stream_variant not in ("B1", "B2"):
@@ -116,7 +118,8 @@ class FakeGLM:
         self.flavor = flavor
         self.variant = tool_stream_variant
         self.fragment_size = fragment_size
-        self.cache = PrefixCache(size=cache_size, delay=cache_delay, block=cache_block)
+        self.tokenizer, self.count_tokens = counter(tokenizer)  # usage is this vocabulary's count
+        self.cache = PrefixCache(size=cache_size, delay=cache_delay, block=cache_block, count=self.count_tokens)
         self.context_window = context_window
         self.overflow_code = overflow_code
         self.models = frozenset(models)
@@ -200,7 +203,7 @@ class FakeGLM:
             h._json(*answer)
             return
         text = canonical_text(body)
-        prompt_tokens = token_count(text)
+        prompt_tokens = self.count_tokens(text)
         if prompt_tokens > self.context_window:
             h._json(*OVERFLOW[self.overflow_code])
             return
@@ -229,7 +232,7 @@ class FakeGLM:
                         variant=self.variant if tool_stream else None, fragment=self.fragment_size,
                         thinking=effort != "off", include_usage=include_usage or not stream,
                         include_object=self.include_object, prompt_tokens=prompt_tokens,
-                        cached_tokens=cached, created=int(time.time()))
+                        cached_tokens=cached, created=int(time.time()), count=self.count_tokens)
         if stream:
             plan = _script.plan_stream(turn, render)
             h._stream(plan.frames, plan.end, headers)
