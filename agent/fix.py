@@ -212,7 +212,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         if sandbox is not None and final is None and baseline is not None and outcome.status != "error" \
                 and exit_override is None:
             try:
-                if budget.seconds_left() < 1.0:
+                if budget.seconds_left() <= 0:
                     notes.append("final test run skipped: the time limit is spent")
                 else:
                     final = run_pytest(sandbox, selection, test_command, min(timeout, budget.seconds_left()))

@@ -7,6 +7,7 @@ stop message; the trajectory is written after every step.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ class Loop:
         self._by_name = by_name(self.tools)
         self._schemas = schemas(self.tools)
         self._schema_tokens = estimate_json_tokens(self._schemas)
-        self._counted: tuple[int, int] | None = None  # (messages sent, prompt tokens the API counted for them)
+        self._counted: list[_Counted] = []  # the API's counts, by the group of messages each request added
         self._test_timeout = self.ctx.test_timeout
         self._last_paths: set[str] = set()
         self._sent = 0
@@ -122,13 +123,34 @@ class Loop:
 
     # -- one model call ---------------------------------------------------------------------
     def _prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
-        """Never below the count the API will report: its own count of the prefix it has seen
-        (history is append-only) plus the upper bound of each message added since; the whole
-        prompt's bound before the first answer and after a compaction rewrote the history."""
-        if self._counted is not None and self._counted[0] <= len(messages):
-            sent, counted = self._counted
-            return counted + sum(estimate_json_tokens(m) for m in messages[sent:])
-        return sum(estimate_json_tokens(m) for m in messages) + self._schema_tokens
+        """Never below the count the API will report for `messages`.
+
+        Each group of messages a request added is taken at the API's own count (the difference
+        between consecutive prompt_tokens: the history is append-only, and a chat template
+        tokenizes messages separately) while it is unchanged; a group a compaction rewrote, and
+        every message not yet counted, at the upper bound of agent/tokens.py.
+        """
+        total = start = 0
+        for group in self._counted:
+            part = messages[start:group.end]
+            if group.end <= len(messages) and _digest(part) == group.digest:
+                total += group.tokens
+            else:
+                total += sum(estimate_json_tokens(m) for m in part) + (self._schema_tokens if start == 0 else 0)
+            start = group.end
+        total += sum(estimate_json_tokens(m) for m in messages[start:])
+        return total + (0 if self._counted else self._schema_tokens)
+
+    def _count(self, messages: list[dict[str, Any]], sent: int, prompt_tokens: int) -> None:
+        """Record the API's count for the request that held messages[:sent]."""
+        start = self._counted[-1].end if self._counted else 0
+        intact = start <= sent and all(
+            _digest(messages[(self._counted[i - 1].end if i else 0):g.end]) == g.digest
+            for i, g in enumerate(self._counted))
+        if not intact:
+            start, self._counted = 0, []
+        known = sum(g.tokens for g in self._counted)
+        self._counted.append(_Counted(sent, max(prompt_tokens - known, 0), _digest(messages[start:sent])))
 
     def _call(self, messages: list[dict[str, Any]]) -> Completion:
         prompt = self._prompt_tokens(messages)
@@ -161,7 +183,7 @@ class Loop:
             completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
                                               budget=attempts)
         if not completion.extra.get("usage_estimated"):
-            self._counted = (self._sent, completion.usage.prompt_tokens)
+            self._count(messages, self._sent, completion.usage.prompt_tokens)
         if self._prompt_before_compaction is not None:
             lost = self._prompt_before_compaction - completion.usage.cached_tokens
             self.outcome.compaction_cache_loss += max(lost, 0)
@@ -207,7 +229,6 @@ class Loop:
                 message["content"] = f"[elided to save context: {len(message['content'])} chars]"
         self.outcome.compactions += 1
         self._prompt_before_compaction = self._last_prompt_tokens
-        self._counted = None  # the API's count was of the history before it was rewritten
         after = self._prompt_tokens(messages)
         self.trajectory.event("compaction", reason=reason, first_changed_message=first_changed,
                               prompt_estimate_after=after)
@@ -218,7 +239,7 @@ class Loop:
     # -- tools ------------------------------------------------------------------------------
     def _run_tool(self, call_id: str, name: str, arguments: str) -> str:
         left = self.budget.seconds_left()
-        if left < 1.0:
+        if left <= 0:
             raise BudgetExhausted("time", f"time limit reached ({self.budget.elapsed:.0f}s of "
                                           f"{self.budget.limits.max_seconds:.0f}s) before {name}")
         self.ctx.test_timeout = min(self._test_timeout, left)  # a test run gets at most the time left
@@ -256,6 +277,17 @@ class Loop:
                               runs=[r.to_dict() for r in verdict.runs])
         self.progress(("✓ " if verdict.resolved else "✗ ") + verdict.detail)
         return verdict
+
+
+@dataclass(frozen=True)
+class _Counted:
+    end: int      # the request held messages[:end]
+    tokens: int   # what the API counted for the messages it added (the first group: with the tool schemas)
+    digest: str   # those messages as they were sent
+
+
+def _digest(messages: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 class _AttemptBudget:

@@ -36,7 +36,7 @@ def verify(sandbox: Sandbox, *, targets: list[str], selection: list[str], baseli
     runs: list[TestRun] = []
     for _ in range(repeats):
         limit = min(timeout, time_left()) if time_left is not None else timeout
-        if limit < 1.0:
+        if limit <= 0:
             return Verification(False, "not verified: the time limit is spent", list(targets), [], runs)
         run = run_pytest(sandbox, selection, test_command, limit)
         runs.append(run)

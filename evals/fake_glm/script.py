@@ -170,6 +170,7 @@ def _cut_args(call: dict[str, Any]) -> dict[str, Any]:
 class StreamPlan:
     frames: list[str]
     end: str  # "done" (clean end after frames) | "drop" (abrupt close, no chunk terminator)
+    usage: dict[str, Any] | None = None  # what the server bills for this answer (also when it is not sent)
 
 
 def plan_stream(turn: Turn, r: Render) -> StreamPlan:
@@ -197,17 +198,17 @@ def plan_stream(turn: Turn, r: Render) -> StreamPlan:
     if fault == "sensitive":
         frames.append(r.chunk({"content": ""}, "sensitive", usage,
                               content_filter=[{"role": "assistant", "level": 1}]))
-        return StreamPlan(frames + [DONE], "done")
+        return StreamPlan(frames + [DONE], "done", usage)
     if fault == "network_error":
         frames.append(r.chunk({"content": ""}, "network_error", usage))
-        return StreamPlan(frames + [DONE], "done")
+        return StreamPlan(frames + [DONE], "done", usage)
     if fault == "error_frame":
-        return StreamPlan(frames + [frame(ERROR_FRAME)], "done")
+        return StreamPlan(frames + [frame(ERROR_FRAME)], "done", usage)
     if fault == "truncated":
         whole = r.chunk({"content": "lost"})
-        return StreamPlan(frames + [whole[: len(whole) // 2] + "\n\n"], "done")
+        return StreamPlan(frames + [whole[: len(whole) // 2] + "\n\n"], "done", usage)
     if fault == "drop":
-        return StreamPlan(frames, "drop")
+        return StreamPlan(frames, "drop", usage)
     if fault == "concatenated":
         glued = r.chunk({"content": "a"})[:-2] + r.chunk({"content": "b"})[6:]
         frames.insert(len(frames) // 2, glued)
@@ -254,7 +255,7 @@ def plan_stream(turn: Turn, r: Render) -> StreamPlan:
             frames.append(frame(obj))
     if fault != "no_done":
         frames.append(DONE)
-    return StreamPlan(frames, "done")
+    return StreamPlan(frames, "done", usage)
 
 
 def plan_body(turn: Turn, r: Render) -> tuple[int, str | None]:

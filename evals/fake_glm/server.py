@@ -80,7 +80,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, frames: Iterable[str], end: str, headers: dict[str, str]) -> None:
+    def _stream(self, frames: Iterable[str], end: str, headers: dict[str, str]) -> int:
+        """Write the frames; returns how many were sent before the end (or the peer hanging up)."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream;charset=UTF-8")
         self.send_header("Transfer-Encoding", "chunked")
@@ -88,13 +89,20 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
-        for text in frames:
-            data = text.encode("utf-8")
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        sent = 0
+        try:
+            for text in frames:
+                data = text.encode("utf-8")
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                sent += 1
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.close_connection = True  # the client stopped reading
+            return sent
         if end == "drop":
             self.close_connection = True  # no terminating chunk: the peer sees a dropped stream
-            return
+            return sent
         self.wfile.write(b"0\r\n\r\n")
+        return sent
 
 
 class FakeGLM:
@@ -130,6 +138,7 @@ class FakeGLM:
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._headers: list[dict[str, str]] = []
+        self._billed: list[dict[str, Any]] = []  # per answered request: usage billed, frames planned and sent
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -179,6 +188,15 @@ class FakeGLM:
     def request_headers(self) -> list[dict[str, str]]:
         with self._lock:
             return list(self._headers)
+
+    @property
+    def billed(self) -> list[dict[str, Any]]:
+        """Per generated answer: {"usage": what the server bills, "frames": planned, "sent": delivered}.
+
+        Error answers (HTTP faults, validation) generate nothing and bill nothing.
+        """
+        with self._lock:
+            return [dict(b) for b in self._billed]
 
     def add_turns(self, *turns: TurnSource) -> None:
         self.script.add(*turns)
@@ -235,9 +253,18 @@ class FakeGLM:
                         cached_tokens=cached, created=int(time.time()), count=self.count_tokens)
         if stream:
             plan = _script.plan_stream(turn, render)
-            h._stream(plan.frames, plan.end, headers)
+            entry = {"usage": plan.usage, "frames": len(plan.frames), "sent": 0}
+            with self._lock:
+                self._billed.append(entry)
+            entry["sent"] = h._stream(plan.frames, plan.end, headers)
             return
         status, payload_text = _script.plan_body(turn, render)
+        try:
+            usage = json.loads(payload_text or "null")["usage"]
+        except (ValueError, TypeError, KeyError):
+            usage = None
+        with self._lock:
+            self._billed.append({"usage": usage, "frames": 1, "sent": 1 if payload_text else 0})
         if payload_text is None:
             h.close_connection = True  # "drop": close without any answer
             return
