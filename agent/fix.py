@@ -147,6 +147,10 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         sandbox.start()
         baseline = run_pytest(sandbox, selection, test_command, min(timeout, budget.seconds_left()))
         trajectory.event("test_run", purpose="reproduce", run=baseline.to_dict())
+        if baseline.timed_out and budget.seconds_left() <= 0:
+            outcome = LoopOutcome("budget_exhausted", f"budget_time: time limit reached ({budget.elapsed:.0f}s of "
+                                  f"{settings.budget.max_seconds:.0f}s) during the reproduction")
+            raise _Done
         if task.targets:
             missing = [t for t in task.targets if not baseline.matches(t)]
             if baseline.collected_none or missing:
