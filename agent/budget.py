@@ -1,9 +1,11 @@
 """Budgets that fail closed: a call that could cross a limit is never made.
 
-Tools people use today check after the call and overshoot. Here every call
-is projected at its worst case first (prompt estimate all uncached, plus the
-full output allowance), and the output allowance shrinks to what is left; when
-not even a useful call fits, the loop stops with the limit as its reason.
+Tools people use today check after the call and overshoot. Here every request,
+retries and resends included, is projected at its worst case first (prompt
+bound all uncached, plus the full output allowance), and the output allowance
+shrinks to what is left; when not even a useful call fits, the loop stops with
+the limit as its reason. A failed attempt is charged what the server said it
+used, else its worst case, so retries cannot carry spend past a limit.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from agent.config import BudgetSettings, PriceRow
+from agent.config import BudgetSettings, ConfigError, PriceRow, Settings
 from agent.model.types import Usage
 
 MIN_USEFUL_OUTPUT = 1024
@@ -26,8 +28,18 @@ class BudgetExhausted(Exception):
         self.kind = kind
 
 
-def estimate_tokens(chars: int, chars_per_token: int = 4) -> int:
-    return math.ceil(chars / chars_per_token)
+def usd_prices(settings: Settings) -> PriceRow:
+    """The USD price row the cost limit is enforced with; none is a bad-input error (exit 2).
+
+    Without a price every call costs $0 and `max_cost_usd` would silently stop limiting.
+    """
+    row = settings.prices().get("usd")
+    if row is None:
+        name = settings.model.name
+        raise ConfigError(f"no price for model {name!r}, so the cost limit cannot be enforced: add "
+                          f'[pricing.usd."{name}"] input, cached_input and output (USD per 1M tokens) '
+                          "to your config")
+    return row
 
 
 @dataclass
@@ -76,7 +88,12 @@ class Budget:
         return allowance
 
     def charge(self, usage: Usage, cost: dict[str, float]) -> None:
+        """A completed call: one turn."""
         self.turns += 1
+        self.charge_attempt(usage, cost)
+
+    def charge_attempt(self, usage: Usage, cost: dict[str, float]) -> None:
+        """Spend without a turn: a failed attempt (real usage, or its worst case)."""
         self.usage = self.usage + usage
         self.cost_usd += cost.get("usd", 0.0)
         self.cost_rmb += cost.get("rmb", 0.0)

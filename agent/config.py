@@ -97,7 +97,6 @@ class ToolSettings(_Section):
 
 class LoopSettings(_Section):
     max_observation_chars: int = 12000
-    chars_per_token: int = 4
     summary_tokens: int = 2048
     prompt_ceiling: int = Field(default=0, ge=0)
 

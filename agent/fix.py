@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import gitops, integrity, reproduce
-from agent.budget import Budget
+from agent.budget import Budget, usd_prices
 from agent.config import Settings, load_settings
 from agent.errors import EXIT_INTERRUPTED, BadInput, EnvironmentProblem
 from agent.loop import Loop, LoopOutcome
@@ -104,6 +104,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     repo = gitops.open_repo(options.repo.resolve())
     user_root = Path(repo.working_tree_dir).resolve()
     settings = load_settings(user_root, options.overrides, warn=progress)
+    usd_row = usd_prices(settings)  # a cost limit needs a price: exit 2 before any branch or run dir
     task = Task.parse(options.task, options.tests)
     if not task.text:
         raise BadInput("empty task: give a test selector or a description")
@@ -137,7 +138,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     outcome = LoopOutcome("error", "")
     baseline: TestRun | None = None
     final: TestRun | None = None
-    budget = Budget(settings.budget, settings.prices().get("usd"))
+    budget = Budget(settings.budget, usd_row, started=started)  # --max-seconds bounds the whole run
     sandbox: Sandbox | None = None
     client = None
     exit_override: int | None = None
@@ -145,8 +146,12 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     try:
         sandbox = make_sandbox(settings, worktree.path, user_root, progress)
         sandbox.start()
-        baseline = run_pytest(sandbox, selection, test_command, timeout)
+        baseline = run_pytest(sandbox, selection, test_command, min(timeout, budget.seconds_left()))
         trajectory.event("test_run", purpose="reproduce", run=baseline.to_dict())
+        if baseline.timed_out and budget.seconds_left() <= 0:
+            outcome = LoopOutcome("budget_exhausted", f"budget_time: time limit reached ({budget.elapsed:.0f}s of "
+                                  f"{settings.budget.max_seconds:.0f}s) during the reproduction")
+            raise _Done
         reproduce.gate(baseline, task.targets, roots=[worktree.path, worktree.path / "src"],
                        interpreter=getattr(sandbox, "python", None) or settings.sandbox.kind)
         progress(f"reproduced: {baseline.short_summary()}")
@@ -177,15 +182,16 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
             policy=Policy(settings.policy, forced_mode=options.mode, default_mode=settings.model.default_mode),
             trajectory=trajectory,
             verifier=lambda: _verify_task(worktree, task, sandbox, selection, baseline, test_command, timeout,
-                                          base_config, options.allow_test_edits),
+                                          base_config, options.allow_test_edits, budget),
             prices=settings.prices(), max_output=settings.model.max_tokens,
             context_limit=min(settings.model.context_window, settings.loop.prompt_ceiling or 1 << 62),
-            chars_per_token=settings.loop.chars_per_token,
             max_observation_chars=settings.loop.max_observation_chars, seeds=list(scope.seed_files),
             progress=progress)
         outcome = loop.run(messages)
         if outcome.verification is not None and outcome.verification.runs:
             final = outcome.verification.runs[-1]
+    except _Done:
+        pass
     except KeyboardInterrupt:
         outcome = _stopped(loop, "unresolved", "interrupted by the user")
         exit_override = EXIT_INTERRUPTED
@@ -206,8 +212,11 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         if sandbox is not None and final is None and baseline is not None and outcome.status != "error" \
                 and exit_override is None:
             try:
-                final = run_pytest(sandbox, selection, test_command, timeout)
-                trajectory.event("test_run", purpose="final", run=final.to_dict())
+                if budget.seconds_left() <= 0:
+                    notes.append("final test run skipped: the time limit is spent")
+                else:
+                    final = run_pytest(sandbox, selection, test_command, min(timeout, budget.seconds_left()))
+                    trajectory.event("test_run", purpose="final", run=final.to_dict())
             except Exception as exc:  # noqa: BLE001 - the report must still be written
                 notes.append(f"final test run failed: {exc}")
         _cleanup(sandbox, client, None)
@@ -233,7 +242,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
 
 def _verify_task(worktree: gitops.Worktree, task: Task, sandbox: Sandbox, selection: list[str],
                  baseline: TestRun, test_command: list[str], timeout: float, base_config: dict[str, str],
-                 allow_test_edits: bool) -> Verification:
+                 allow_test_edits: bool, budget: Budget) -> Verification:
     """Targets pass twice with no regressions, under the base commit's test configuration (checked
     before and after the runs: code under test could rewrite it mid-run); a task without targets must
     at least have changed something."""
@@ -243,12 +252,16 @@ def _verify_task(worktree: gitops.Worktree, task: Task, sandbox: Sandbox, select
     if reason:
         return Verification(False, reason)
     verdict = verify(sandbox, targets=task.targets, selection=selection, baseline=baseline,
-                     test_command=test_command, timeout=timeout)
+                     test_command=test_command, timeout=timeout, time_left=budget.seconds_left)
     reason = integrity.tampering(base_config, worktree.path, allow_test_edits=allow_test_edits,
                                  baseline_output=baseline.output, outputs=tuple(r.output for r in verdict.runs))
     if reason:
         return Verification(False, reason, verdict.targets_failing, verdict.newly_failing, verdict.runs)
     return verdict
+
+
+class _Done(Exception):
+    """An early end before the loop that is not an error (the time ran out during the reproduction)."""
 
 
 def _stopped(loop: Loop | None, status: str, reason: str) -> LoopOutcome:

@@ -7,17 +7,19 @@ stop message; the trajectory is written after every step.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.budget import MIN_USEFUL_OUTPUT, Budget, BudgetExhausted, estimate_tokens
+from agent.budget import MIN_USEFUL_OUTPUT, Budget, BudgetExhausted
 from agent.model.errors import ContextOverflowError
 from agent.model.pricing import cost_of
-from agent.model.types import Completion, ModelClient
+from agent.model.types import AttemptCost, Completion, ModelClient, Usage
 from agent.policy import Policy
 from agent.prompting import render
+from agent.tokens import estimate_json_tokens
 from agent.trajectory import Trajectory
 from agent.verify import Verification
 from tools.base import Observation, Tool, ToolContext, dispatch, schemas
@@ -60,7 +62,6 @@ class Loop:
     prices: dict[str, Any]
     max_output: int
     context_limit: int
-    chars_per_token: int = 4
     max_observation_chars: int = 12000
     seeds: list[str] = field(default_factory=list)
     progress: Callable[[str], None] = lambda line: None
@@ -69,7 +70,9 @@ class Loop:
     def __post_init__(self) -> None:
         self._by_name = by_name(self.tools)
         self._schemas = schemas(self.tools)
-        self._schema_chars = len(json.dumps(self._schemas))
+        self._schema_tokens = estimate_json_tokens(self._schemas)
+        self._counted: list[_Counted] = []  # the API's counts, by the group of messages each request added
+        self._test_timeout = self.ctx.test_timeout
         self._last_paths: set[str] = set()
         self._sent = 0
         self._last_prompt_tokens = 0
@@ -121,8 +124,34 @@ class Loop:
 
     # -- one model call ---------------------------------------------------------------------
     def _prompt_tokens(self, messages: list[dict[str, Any]]) -> int:
-        chars = sum(len(json.dumps(m, ensure_ascii=False)) for m in messages) + self._schema_chars
-        return estimate_tokens(chars, self.chars_per_token)
+        """Never below the count the API will report for `messages`.
+
+        Each group of messages a request added is taken at the API's own count (the difference
+        between consecutive prompt_tokens: the history is append-only, and a chat template
+        tokenizes messages separately) while it is unchanged; a group a compaction rewrote, and
+        every message not yet counted, at the upper bound of agent/tokens.py.
+        """
+        total = start = 0
+        for group in self._counted:
+            part = messages[start:group.end]
+            if group.end <= len(messages) and _digest(part) == group.digest:
+                total += group.tokens
+            else:
+                total += sum(estimate_json_tokens(m) for m in part) + (self._schema_tokens if start == 0 else 0)
+            start = group.end
+        total += sum(estimate_json_tokens(m) for m in messages[start:])
+        return total + (0 if self._counted else self._schema_tokens)
+
+    def _count(self, messages: list[dict[str, Any]], sent: int, prompt_tokens: int) -> None:
+        """Record the API's count for the request that held messages[:sent]."""
+        start = self._counted[-1].end if self._counted else 0
+        intact = start <= sent and all(
+            _digest(messages[(self._counted[i - 1].end if i else 0):g.end]) == g.digest
+            for i, g in enumerate(self._counted))
+        if not intact:
+            start, self._counted = 0, []
+        known = sum(g.tokens for g in self._counted)
+        self._counted.append(_Counted(sent, max(prompt_tokens - known, 0), _digest(messages[start:sent])))
 
     def _call(self, messages: list[dict[str, Any]]) -> Completion:
         prompt = self._prompt_tokens(messages)
@@ -139,14 +168,23 @@ class Loop:
             prompt_estimate=prompt, max_tokens=allowance, messages=messages[self._sent:],
             **({"tools": self._schemas} if self._sent == 0 else {}))
         self._sent = len(messages)
+        attempts = _AttemptBudget(self, prompt)
         try:
-            completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance)
+            completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
+                                              budget=attempts)
         except ContextOverflowError as exc:
             if self.outcome.compactions:
                 raise BudgetExhausted("context", f"the API still reports a context overflow after compaction "
                                                  f"({exc})") from None
-            self._compact(messages, reason="the API reported a context overflow")
-            completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance)
+            attempts.prompt = self._compact(messages, reason="the API reported a context overflow")
+            allowance = attempts.next_allowance()  # the resend is a new request: the budget is asked again
+            self.trajectory.event("request", turn=self.budget.turns + 1, mode=decision.mode, reason="resend",
+                                  prompt_estimate=attempts.prompt, max_tokens=allowance, messages=messages)
+            self._sent = len(messages)
+            completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
+                                              budget=attempts)
+        if not completion.extra.get("usage_estimated"):
+            self._count(messages, self._sent, completion.usage.prompt_tokens)
         if self._prompt_before_compaction is not None:
             lost = self._prompt_before_compaction - completion.usage.cached_tokens
             self.outcome.compaction_cache_loss += max(lost, 0)
@@ -202,6 +240,11 @@ class Loop:
     # -- tools ------------------------------------------------------------------------------
     def _run_tool(self, call_id: str, name: str, arguments: str) -> Observation:
         """Run one call and take in its effects: the files it named, the tests it ran."""
+        left = self.budget.seconds_left()
+        if left <= 0:
+            raise BudgetExhausted("time", f"time limit reached ({self.budget.elapsed:.0f}s of "
+                                          f"{self.budget.limits.max_seconds:.0f}s) before {name}")
+        self.ctx.test_timeout = min(self._test_timeout, left)  # a test run gets at most the time left
         self.trajectory.event("tool_call", id=call_id, name=name, arguments=arguments)
         observation = dispatch(self._by_name, name, arguments, self.ctx)
         self._last_paths.update(observation.paths)
@@ -224,4 +267,34 @@ class Loop:
                               runs=[r.to_dict() for r in verdict.runs])
         self.progress(("✓ " if verdict.resolved else "✗ ") + verdict.detail)
         return verdict
+
+
+@dataclass(frozen=True)
+class _Counted:
+    end: int      # the request held messages[:end]
+    tokens: int   # what the API counted for the messages it added (the first group: with the tool schemas)
+    digest: str   # those messages as they were sent
+
+
+def _digest(messages: list[dict[str, Any]]) -> str:
+    return hashlib.sha256(json.dumps(messages, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+class _AttemptBudget:
+    """The budget as the client sees it around retries and resends of one call."""
+
+    def __init__(self, loop: Loop, prompt: int) -> None:
+        self.loop = loop
+        self.prompt = prompt  # the prompt bound of the request being retried
+
+    def failed(self, cost: AttemptCost) -> None:
+        usage = cost.usage or Usage(prompt_tokens=self.prompt if cost.prompt else 0, completion_tokens=cost.output)
+        charged = cost_of(usage, self.loop.prices)
+        self.loop.budget.charge_attempt(usage, charged)
+        self.loop.trajectory.event("attempt_failed", reason=cost.reason, usage=usage.to_dict(), cost=charged,
+                                   estimated=cost.usage is None)
+
+    def next_allowance(self) -> int:
+        loop = self.loop
+        return loop.budget.allow_call(self.prompt, min(loop.max_output, loop.context_limit - self.prompt))
 

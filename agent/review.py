@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import gitops
-from agent.budget import Budget
+from agent.budget import Budget, usd_prices
 from agent.config import Settings, load_settings
 from agent.diffs import FileDiff, parse_diff
 from agent.errors import (
@@ -223,6 +223,7 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
     # Settings come from the base side: the change under review must not choose where the key goes.
     trusted = gitops.output(user_root, "show", f"{fork}:.agent.toml") or ""
     settings = load_settings(user_root, opts.overrides, repo_config=trusted, warn=progress)
+    usd_row = usd_prices(settings)  # a cost limit needs a price: exit 2 before any run dir
     max_findings = opts.max_findings if opts.max_findings is not None else settings.review.max_findings
     profile = settings.profile()
     api_key = opts.api_key if opts.api_key is not None else api_key_from_env()
@@ -241,7 +242,7 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
     progress(f"review {run_dir.name} · {fork[:10]}..{head_sha[:10]} · {len(files)} files changed")
     gate = FindingGate({f.path: f.added for f in files}, list(opts.prior_comments), max_findings)
     outcome = LoopOutcome("unresolved", "")
-    budget = Budget(settings.budget, settings.prices().get("usd"))
+    budget = Budget(settings.budget, usd_row)
     ctx: ToolContext | None = None
     sandbox: Sandbox | None = None
     notes: list[str] = []
@@ -273,7 +274,6 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
                 trajectory=trajectory, verifier=lambda: Verification(True, "review finished"),
                 prices=settings.prices(), max_output=settings.model.max_tokens,
                 context_limit=min(settings.model.context_window, settings.loop.prompt_ceiling or 1 << 62),
-                chars_per_token=settings.loop.chars_per_token,
                 max_observation_chars=settings.loop.max_observation_chars, seeds=[f.path for f in files],
                 progress=progress, nudge="review_nudge.md")
             outcome = loop.run(messages)

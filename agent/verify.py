@@ -6,6 +6,7 @@ not a fix) and no test that passed in the baseline run now fails.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sandbox.base import Sandbox
@@ -29,10 +30,15 @@ def regressions(baseline: TestRun, after: TestRun) -> list[str]:
 
 
 def verify(sandbox: Sandbox, *, targets: list[str], selection: list[str], baseline: TestRun,
-           test_command: list[str], timeout: float, repeats: int = 2) -> Verification:
+           test_command: list[str], timeout: float, repeats: int = 2,
+           time_left: Callable[[], float] | None = None) -> Verification:
+    """`time_left` (the run's time budget) caps each run's timeout, so verifying cannot outlast it."""
     runs: list[TestRun] = []
     for _ in range(repeats):
-        run = run_pytest(sandbox, selection, test_command, timeout)
+        limit = min(timeout, time_left()) if time_left is not None else timeout
+        if limit <= 0:
+            return Verification(False, "not verified: the time limit is spent", list(targets), [], runs)
+        run = run_pytest(sandbox, selection, test_command, limit)
         runs.append(run)
         failing = [t for t in targets if not run.passed(t)]
         lost = regressions(baseline, run)

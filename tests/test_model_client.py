@@ -27,7 +27,7 @@ from agent.model.errors import (
 from agent.model.pricing import cost_of
 from agent.model.types import ToolCall, Usage
 from evals.fake_glm import FakeGLM, canonical_text
-from evals.fake_glm.cache import common_prefix_len, token_count
+from evals.fake_glm.cache import common_prefix_len
 
 KEY = "sk-test-Secret0123456789abcdef"
 TOOLS = [
@@ -110,8 +110,8 @@ def test_streamed_text_with_reasoning_usage_cost_and_request_shape(h):
         "stop",
     )
     assert out.tool_calls == [] and out.attempts == 1 and h.waits == []
-    assert out.usage.prompt_tokens == token_count(canonical_text(srv.requests[0]))
-    assert out.usage.completion_tokens > 0 and out.usage.reasoning_tokens == 6
+    assert out.usage.prompt_tokens == srv.count_tokens(canonical_text(srv.requests[0]))
+    assert out.usage.completion_tokens > 0 and out.usage.reasoning_tokens == srv.count_tokens("The user wants a fix.")
     prices = load_settings(env={}).prices()
     assert out.extra["cost"] == cost_of(out.usage, prices) and out.extra["cost"]["usd"] > 0
     assert out.extra["effective_effort"] == "high" and out.mode == "high"
@@ -505,7 +505,7 @@ def test_second_request_with_same_prefix_reports_cached_tokens(h):
     assert first.usage.cached_tokens == 0
     a, b = (canonical_text(r) for r in srv.requests)
     assert second.usage.cached_tokens > 0
-    assert second.usage.cached_tokens == common_prefix_len(a, b) // 4
-    assert second.usage.cached_tokens >= token_count(a) - 2  # the whole first prompt is reused
+    assert second.usage.cached_tokens == srv.count_tokens(a[:common_prefix_len(a, b)])
+    assert second.usage.cached_tokens >= srv.count_tokens(a) - 2  # the whole first prompt is reused
     unpriced = Usage(second.usage.prompt_tokens, 0, second.usage.completion_tokens)
     assert second.extra["cost"]["usd"] < cost_of(unpriced, load_settings(env={}).prices())["usd"]

@@ -12,8 +12,9 @@ import pytest
 from agent.summary import summary_for
 from agent.summary.graph import build_graph, pagerank
 from agent.summary.index import RepoIndex
-from agent.summary.render import estimate_tokens, render_summary
+from agent.summary.render import render_summary
 from agent.summary.scope import compute_scope
+from agent.tokens import rough_tokens as estimate_tokens
 
 
 def make_repo(root: Path, files: dict[str, str]) -> Path:

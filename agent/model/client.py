@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 import platform
 import random
 import time
@@ -33,15 +32,20 @@ from agent.model.errors import (
 )
 from agent.model.pricing import cost_of
 from agent.model.sse import Assembled, SSEParser, StreamAssembler, assemble_message
-from agent.model.types import MODES, Completion, ToolCall, Usage
+from agent.model.types import MODES, AttemptBudget, AttemptCost, Completion, ToolCall, Usage
 from agent.redact import Redactor
 from agent.retry import backoff
+from agent.tokens import estimate_json_tokens, estimate_tokens
 
 log = logging.getLogger("agent.model")
 
 FORBIDDEN_EFFORTS = frozenset({"low", "medium", "xhigh"})  # alias traps on GLM-5.2 (glm-api.md §7)
 OFF_EFFORTS = frozenset({"none", "minimal"})
 RetryHook = Callable[[int, ModelError, float], None]
+# Set by the harness after the profile's fragment is merged: a fragment may not change what is billed,
+# how much may be generated, or what is sent.
+HARNESS_FIELDS = ("model", "messages", "tools", "tool_choice", "stream", "max_tokens", "request_id")
+OUTPUT_CAPS = ("max_completion_tokens", "max_new_tokens")  # aliases some servers honour over max_tokens
 
 
 def _version() -> str:
@@ -119,6 +123,10 @@ def usage_from(raw: dict[str, Any] | None) -> Usage:
 class _RetryWithoutToolStream(Exception):
     """Streamed tool arguments did not parse; replay once with whole calls (glm-api.md §3.3.4 note)."""
 
+    def __init__(self, usage: Usage | None) -> None:
+        super().__init__("tool arguments not valid JSON")
+        self.usage = usage  # the unusable answer was still generated, and billed
+
 
 class GLMClient:
     """`ModelClient` for Z.ai GLM and OpenAI-compatible vLLM/SGLang endpoints."""
@@ -160,7 +168,11 @@ class GLMClient:
     def build_body(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], mode: str, *,
                    request_id: str, stream: bool | None = None, tool_stream: bool | None = None,
                    max_tokens: int | None = None) -> dict[str, Any]:
-        """The exact JSON body for one attempt; the mode's fragment is merged last."""
+        """The exact JSON body for one attempt.
+
+        The mode's fragment is merged, then the harness fields are set again: a profile can tune
+        thinking, never raise the output allowance the budget granted or change the billed model.
+        """
         if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         stream = self.settings.stream if stream is None else stream
@@ -178,7 +190,14 @@ class GLMClient:
         if self.settings.temperature is not None:
             body["temperature"] = self.settings.temperature
         body["request_id"] = request_id
-        return _deep_merge(body, self.profile[mode])
+        fixed = {key: body[key] for key in HARNESS_FIELDS if key in body}
+        body = _deep_merge(body, self.profile[mode])
+        for key in HARNESS_FIELDS:
+            body.pop(key, None)
+        for key in OUTPUT_CAPS:
+            body.pop(key, None)
+        body.update(fixed)
+        return body
 
     def _headers(self, stream: bool) -> dict[str, str]:
         headers = {
@@ -193,10 +212,12 @@ class GLMClient:
     # ---- the call ------------------------------------------------------------------------------
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], mode: str, *,
-                 max_tokens: int | None = None) -> Completion:
+                 max_tokens: int | None = None, budget: AttemptBudget | None = None) -> Completion:
         """One model turn, assembled; retries transient failures; raises a ModelError otherwise.
 
         `max_tokens` caps this call's output below the configured limit (the budget's allowance).
+        With `budget`, every failed attempt is charged (its usage, else its worst case) and every
+        retry or resend asks for its allowance first, so retries cannot outspend the limits.
         """
         if mode not in MODES:
             raise ConfigError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
@@ -212,18 +233,26 @@ class GLMClient:
                                    max_tokens=max_tokens)
             try:
                 completion = self._attempt(body, mode, allow_fallback=tool_stream and "tool_stream" in body)
-            except _RetryWithoutToolStream:
+            except _RetryWithoutToolStream as resend:
                 tool_stream = False
                 retries.append({"attempt": attempt, "error": "tool arguments not valid JSON", "wait": 0.0})
                 log.info("model: streamed tool arguments unparseable; retrying without tool_stream")
+                if budget is not None:
+                    budget.failed(AttemptCost("tool arguments not valid JSON", resend.usage,
+                                              output=body["max_tokens"]))
+                    max_tokens = budget.next_allowance()
                 continue
             except ModelError as err:
                 err.message = self._redact(err.message)
                 err.args = (err.message,)
                 err.attempts = attempt
+                if budget is not None:
+                    budget.failed(err.cost or _worst_case(err, body["max_tokens"]))
                 if not err.retryable or attempt > self.settings.max_retries:
                     log.warning("model: %s", self._redact(str(err)))
                     raise
+                if budget is not None:
+                    max_tokens = budget.next_allowance()
                 wait = self.backoff(err, attempt)
                 retries.append({"attempt": attempt, "error": self._redact(str(err)), "wait": wait})
                 log.info("model: attempt %d failed (%s); retrying in %.2fs", attempt, self._redact(str(err)),
@@ -256,7 +285,7 @@ class GLMClient:
                     text = resp.read().decode("utf-8", errors="replace")
                     raise error_from_response(resp.status_code, text, resp.headers)
                 if stream and "text/event-stream" in resp.headers.get("content-type", ""):
-                    assembled = self._read_stream(resp)
+                    assembled = self._read_stream(resp, int(body["max_tokens"]))
                 else:
                     assembled = self._read_json(resp)
                 effort = resp.headers.get("x-fake-effective-effort")
@@ -276,13 +305,23 @@ class GLMClient:
             completion.extra["effective_effort"] = effort
         return completion
 
-    def _read_stream(self, resp: httpx.Response) -> Assembled:
+    def _read_stream(self, resp: httpx.Response, max_tokens: int) -> Assembled:
+        """The assembled stream; stops reading once it has provably passed `max_tokens`.
+
+        Every non-empty delta carries at least one generated token, so more deltas than the
+        allowance means the server ignores it: reading on would only run up the bill.
+        """
         parser, assembler = SSEParser(), StreamAssembler()
         try:
             for line in resp.iter_lines():
                 event = parser.feed_line(line)
                 if event is not None and assembler.feed_event(*event):
                     break
+                if assembler.output_deltas > max_tokens:
+                    err = ProtocolError(f"the server streamed past max_tokens={max_tokens} "
+                                        f"({assembler.output_deltas} deltas); stopped reading")
+                    err.cost = AttemptCost("stream past max_tokens", output=max_tokens)
+                    raise err
             else:
                 tail = parser.flush()
                 if tail is not None:
@@ -320,11 +359,11 @@ class GLMClient:
                     f"stream ended without finish_reason or [DONE] after {a.chunks} chunks")
             reason = "unknown"
         if reason == "sensitive":
-            raise ContentFilterError("generation withdrawn by content safety (finish_reason=sensitive)",
-                                     content_filter=a.content_filter, request_id=a.response_id or None)
+            raise _billed(ContentFilterError("generation withdrawn by content safety (finish_reason=sensitive)",
+                                             content_filter=a.content_filter, request_id=a.response_id or None), a)
         if reason == "network_error":
-            raise StreamError("server reported network_error mid-generation",
-                              request_id=a.response_id or None)
+            raise _billed(StreamError("server reported network_error mid-generation",
+                                      request_id=a.response_id or None), a)
         extra: dict[str, Any] = {"profile": self.profile_name}
         calls: list[ToolCall] = []
         unusable: list[dict[str, Any]] = []
@@ -345,7 +384,7 @@ class GLMClient:
                 invalid = True
             calls.append(call)
         if invalid and allow_fallback:
-            raise _RetryWithoutToolStream()
+            raise _RetryWithoutToolStream(usage_from(a.usage) if a.usage else None)
         if invalid:
             extra["invalid_tool_calls"] = [c.id for c in calls if not _parses(c.arguments)]
         if unusable:
@@ -368,18 +407,43 @@ class GLMClient:
                                 request_id=a.response_id or str(body.get("request_id", "")), mode=mode,
                                 extra=extra)
         if reason == "model_context_window_exceeded":
-            raise ContextOverflowError("model context window exceeded during generation "
-                                       "(finish_reason=model_context_window_exceeded)",
-                                       partial=completion, request_id=completion.request_id or None)
+            overflow = ContextOverflowError("model context window exceeded during generation "
+                                            "(finish_reason=model_context_window_exceeded)",
+                                            partial=completion, request_id=completion.request_id or None)
+            overflow.cost = AttemptCost("context overflow mid-generation", usage)
+            raise overflow
         return completion
 
     @staticmethod
     def _estimate_usage(body: dict[str, Any], content: str, reasoning: str, calls: list[ToolCall]) -> Usage:
-        prompt_chars = len(json.dumps(body.get("messages", []), ensure_ascii=False))
-        prompt_chars += len(json.dumps(body.get("tools", []), ensure_ascii=False))
-        out_chars = len(content) + len(reasoning) + sum(len(c.name) + len(c.arguments) for c in calls)
-        return Usage(prompt_tokens=math.ceil(prompt_chars / 4), completion_tokens=math.ceil(out_chars / 4),
-                     reasoning_tokens=math.ceil(len(reasoning) / 4))
+        """No usage from the server: the upper bound (agent/tokens.py), output capped by max_tokens."""
+        cap = int(body.get("max_tokens") or 1 << 62)
+        prompt = estimate_json_tokens(body.get("messages", [])) + estimate_json_tokens(body.get("tools", []))
+        out = estimate_tokens(content + reasoning + "".join(c.name + c.arguments for c in calls))
+        return Usage(prompt_tokens=prompt, completion_tokens=min(out, cap),
+                     reasoning_tokens=min(estimate_tokens(reasoning), cap))
+
+
+def _billed(err: ModelError, a: Assembled) -> ModelError:
+    """Attach the server's usage to an error raised after generation, so it is charged as billed."""
+    if a.usage:
+        err.cost = AttemptCost(err.kind, usage_from(a.usage))
+    return err
+
+
+def _worst_case(err: ModelError, max_tokens: int) -> AttemptCost:
+    """What a failed attempt may be billed when the server did not say.
+
+    An HTTP error answer (429, 4xx, 5xx) came instead of a generation: no output; a 5xx may still
+    have read the prompt, a 429/4xx was refused before the model ran. A failed connect sent
+    nothing. Anything else (dropped or stalled stream, network_error without usage) may have
+    generated up to the attempt's max_tokens.
+    """
+    if err.status is not None:
+        return AttemptCost(err.kind, prompt=err.status >= 500, output=0)
+    if isinstance(err, ConnectionFailedError) and err.message.startswith(("cannot connect", "connect timed out")):
+        return AttemptCost(err.kind, prompt=False, output=0)
+    return AttemptCost(err.kind, output=max_tokens)
 
 
 def _parses(text: str) -> bool:

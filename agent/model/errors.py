@@ -11,6 +11,7 @@ import json
 import re
 from typing import Any
 
+from agent.model.types import AttemptCost
 from agent.retry import parse_retry_after
 
 # Business codes (glm-api.md §4.3).
@@ -42,6 +43,7 @@ class ModelError(Exception):
         self.request_id = request_id
         self.retry_after = retry_after
         self.attempts = 1
+        self.cost: AttemptCost | None = None  # what this attempt may be billed, when the client knows
 
     def __str__(self) -> str:
         parts = [self.kind]

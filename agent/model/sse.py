@@ -88,6 +88,7 @@ class StreamAssembler:
         self.model = ""
         self.done = False
         self.chunks = 0
+        self.output_deltas = 0  # non-empty text deltas: each carries at least one generated token
 
     @property
     def started(self) -> bool:
@@ -129,12 +130,15 @@ class StreamAssembler:
             text = delta.get("reasoning_content") or delta.get("reasoning")
             if text:
                 self._reasoning.append(text)
+                self.output_deltas += 1
             text = delta.get("content")
             if text:
                 self._content.append(text)
+                self.output_deltas += 1
             tool_calls = delta.get("tool_calls")
             if tool_calls:
                 self._feed_calls(tool_calls)
+                self.output_deltas += 1
             reason = choice.get("finish_reason")
             if reason:
                 self.finish_reason = reason

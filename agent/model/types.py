@@ -88,11 +88,35 @@ class Completion:
         return message
 
 
+@dataclass(frozen=True)
+class AttemptCost:
+    """What a failed attempt may be billed: the server's count when it sent one, else a worst case.
+
+    `prompt` says whether the server may have read (and billed) the whole prompt; `output` is the
+    most output it could have generated (the attempt's max_tokens when nothing tells us less).
+    """
+
+    reason: str
+    usage: Usage | None = None
+    prompt: bool = True
+    output: int = 0
+
+
+class AttemptBudget(Protocol):
+    """Asked around every retry and resend of one call, so retries cannot outspend a limit."""
+
+    def failed(self, cost: AttemptCost) -> None:
+        """Charge a failed attempt (before it is retried or raised)."""
+
+    def next_allowance(self) -> int:
+        """The output allowance for the next attempt; raises (e.g. BudgetExhausted) to stop."""
+
+
 class ModelClient(Protocol):
     """The one interface the loop needs from a model."""
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], mode: Mode, *,
-                 max_tokens: int | None = None) -> Completion:
+                 max_tokens: int | None = None, budget: AttemptBudget | None = None) -> Completion:
         ...
 
     def close(self) -> None:

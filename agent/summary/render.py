@@ -7,7 +7,6 @@ state and task give byte-identical text: the property the prompt cache depends o
 from __future__ import annotations
 
 import bisect
-import math
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -17,8 +16,9 @@ from agent.summary.graph import FileGraph, build_graph, pagerank
 from agent.summary.index import RepoIndex
 from agent.summary.scope import Scope
 from agent.summary.tags import HIDDEN, Def
+from agent.tokens import CHARS_PER_TOKEN, rough_tokens
 
-RENDER_VERSION = 3  # bump when rendering changes: cached repo parts and graphs are keyed on it
+RENDER_VERSION = 4  # bump when rendering changes: cached repo parts and graphs are keyed on it
 REPO_SHARE = 0.25        # of the token budget for the repo-wide part
 TASK_DAMPING = 0.6       # lower than the global 0.85: the task ranking stays near its seeds
 MAX_FULL_DEFS = 40       # definitions listed per in-scope file before "... more" (fewer on small budgets)
@@ -36,10 +36,6 @@ class Summary:
     @property
     def text(self) -> str:
         return self.repo_part + self.task_part
-
-
-def estimate_tokens(text: str) -> int:
-    return math.ceil(len(text) / 4)
 
 
 def module_names(path: str) -> list[str]:
@@ -107,7 +103,7 @@ def _largest_prefix(head: str, items: Iterable[str], budget: int) -> list[str]:
     Items are rendered lazily and only until the running length passes the budget (a fence may
     hold thousands of files); the cut is then a binary search over the prefix sums.
     """
-    limit = budget * 4
+    limit = budget * CHARS_PER_TOKEN
     sums = [len(head)]
     taken: list[str] = []
     for item in items:
@@ -143,9 +139,9 @@ def render_repo_part(index: RepoIndex, graph: FileGraph, ranks: list[float], tok
             + ", ".join(f"{n} .{ext}" for ext, n in sorted(langs.items(), key=lambda kv: (-kv[1], kv[0])))
             + ").\nTop directories: " + ", ".join(f"{d} ({n})" for d, n in top_dirs)
             + ("\n" if len(top_dirs) == len(dirs) else ", ...\n"))
-    if estimate_tokens(head) > tokens:
+    if rough_tokens(head) > tokens:
         head = f"# Repository map\n{len(index.files)} source files.\n"
-        if estimate_tokens(head) > tokens:
+        if rough_tokens(head) > tokens:
             return "", []
     order = sorted(range(len(graph.nodes)), key=lambda i: (-ranks[i], graph.nodes[i]))
     paths = [graph.nodes[i] for i in order]
@@ -230,7 +226,7 @@ def render_task_part(index: RepoIndex, graph: FileGraph, global_ranks: list[floa
                                                     for p in others), tokens)
             if rel:
                 text += rel_head + "".join(rel)
-            text += _fill_names(others[len(rel):], tokens * 4 - len(text), "More: ")
+            text += _fill_names(others[len(rel):], tokens * CHARS_PER_TOKEN - len(text), "More: ")
         break
     return text
 
@@ -241,7 +237,7 @@ def render_summary(index: RepoIndex, scope: Scope, tokens: int) -> Summary:
     notes = list(index.notes) + list(scope.notes)
     if not index.files:
         text = "# Repository map\nNo source files indexed.\n"
-        return Summary(text if estimate_tokens(text) <= tokens else "", "", notes)
+        return Summary(text if rough_tokens(text) <= tokens else "", "", notes)
     cache = TagCache(index.cache_dir)
     graph, ranks = file_graph(index, cache)
     repo_budget = int(tokens * REPO_SHARE)
@@ -252,9 +248,9 @@ def render_summary(index: RepoIndex, scope: Scope, tokens: int) -> Summary:
         cache.put_derived(key, got)
     repo_part, shown = got[0], list(got[1])
     cache.close()
-    task_budget = tokens - estimate_tokens(repo_part)
+    task_budget = tokens - rough_tokens(repo_part)
     task_part = render_task_part(index, graph, ranks, scope, task_budget, set(shown))
     # ceil() per part can overshoot the total by a token; trim the task part if it does
-    while task_part and estimate_tokens(repo_part + task_part) > tokens:
+    while task_part and rough_tokens(repo_part + task_part) > tokens:
         task_part = task_part[: task_part.rstrip("\n").rfind("\n") + 1]
     return Summary(repo_part, task_part, notes)

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fragment-size", type=int, default=8)
     parser.add_argument("--cache-delay", type=float, default=0.0)
     parser.add_argument("--context-window", type=int, default=1_048_576)
+    parser.add_argument("--tokenizer", default=None, help="chars, or a BPE encoding (default: cl100k_base "
+                        "when quicktok is installed)")
     args = parser.parse_args(argv)
     turns = []
     if args.script:
@@ -33,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     server = FakeGLM(turns, api_key=args.api_key, flavor=args.flavor, tool_stream_variant=args.variant,
                      fragment_size=args.fragment_size, cache_delay=args.cache_delay,
-                     context_window=args.context_window, host=args.host, port=args.port)
+                     context_window=args.context_window, host=args.host, port=args.port,
+                     tokenizer=args.tokenizer)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with server:

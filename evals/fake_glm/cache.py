@@ -1,20 +1,22 @@
 """Prefix-cache simulation: cached tokens come from real prefix reuse across requests (glm-api.md §5, §8).
 
 A request is canonicalised to text (tools first, then messages, as a chat
-template renders them); a "token" is 4 characters, so `prompt_tokens =
-ceil(chars / 4)` and `cached_tokens` = whole tokens of the longest common
-prefix with any earlier request old enough (`delay`), rounded down to `block`.
+template renders them); tokens are counted by the server's counter (a real BPE,
+see tokens.py; ceil(chars / 4) by default here) and `cached_tokens` = the tokens
+of the longest common prefix with any earlier request old enough (`delay`),
+rounded down to `block`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
+
+from evals.fake_glm.tokens import Counter, chars_count
 
 CHARS_PER_TOKEN = 4
 
@@ -26,7 +28,7 @@ def canonical_text(body: dict[str, Any]) -> str:
 
 
 def token_count(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
+    return chars_count(text)
 
 
 def common_prefix_len(a: str, b: str) -> int:
@@ -41,18 +43,23 @@ def common_prefix_len(a: str, b: str) -> int:
     return lo
 
 
-def cached_tokens_for(prefix_chars: int, prompt_tokens: int, block: int = 1) -> int:
-    tokens = prefix_chars // CHARS_PER_TOKEN
-    tokens -= tokens % max(block, 1)
+def cached_tokens_for(prefix_tokens: int, prompt_tokens: int, block: int = 1) -> int:
+    tokens = prefix_tokens - prefix_tokens % max(block, 1)
     return min(tokens, prompt_tokens)
+
+
+def _whole_chars(text: str) -> int:
+    """ceil(chars / 4) for a whole prompt; a prefix counts only its whole 4-character tokens."""
+    return len(text) // CHARS_PER_TOKEN
 
 
 class PrefixCache:
     """LRU of earlier prompts; thread-safe."""
 
     def __init__(self, size: int = 64, delay: float = 0.0, block: int = 1,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, count: Counter | None = None) -> None:
         self.size, self.delay, self.block, self._clock = size, delay, block, clock
+        self.count = count or _whole_chars
         self._entries: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -64,7 +71,7 @@ class PrefixCache:
             for prior, stored_at in self._entries.items():
                 if now - stored_at >= self.delay:
                     best = max(best, common_prefix_len(prior, text))
-        return cached_tokens_for(best, token_count(text), self.block)
+        return cached_tokens_for(self.count(text[:best]) if best else 0, self.count(text), self.block)
 
     def store(self, text: str) -> None:
         with self._lock:

@@ -14,7 +14,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Turn = dict[str, Any]
@@ -109,14 +109,16 @@ class Render:
     prompt_tokens: int = 0
     cached_tokens: int = 0
     created: int = 0
+    count: Callable[[str], int] = field(default=lambda text: math.ceil(len(text) / 4))
 
     def usage(self, reasoning: str, content: str, calls: list[dict[str, Any]]) -> dict[str, Any]:
-        out_chars = len(reasoning) + len(content) + sum(len(c["name"]) + len(c["arguments"]) for c in calls)
-        completion = math.ceil(out_chars / 4)
+        reasoning_tokens = self.count(reasoning)
+        completion = reasoning_tokens + self.count(content) + sum(self.count(c["name"] + c["arguments"])
+                                                                  for c in calls)
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": completion,
                 "total_tokens": self.prompt_tokens + completion,
                 "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
-                "completion_tokens_details": {"reasoning_tokens": math.ceil(len(reasoning) / 4)}}
+                "completion_tokens_details": {"reasoning_tokens": reasoning_tokens}}
 
     @property
     def reasoning_key(self) -> str:
@@ -168,6 +170,7 @@ def _cut_args(call: dict[str, Any]) -> dict[str, Any]:
 class StreamPlan:
     frames: list[str]
     end: str  # "done" (clean end after frames) | "drop" (abrupt close, no chunk terminator)
+    usage: dict[str, Any] | None = None  # what the server bills for this answer (also when it is not sent)
 
 
 def plan_stream(turn: Turn, r: Render) -> StreamPlan:
@@ -195,17 +198,17 @@ def plan_stream(turn: Turn, r: Render) -> StreamPlan:
     if fault == "sensitive":
         frames.append(r.chunk({"content": ""}, "sensitive", usage,
                               content_filter=[{"role": "assistant", "level": 1}]))
-        return StreamPlan(frames + [DONE], "done")
+        return StreamPlan(frames + [DONE], "done", usage)
     if fault == "network_error":
         frames.append(r.chunk({"content": ""}, "network_error", usage))
-        return StreamPlan(frames + [DONE], "done")
+        return StreamPlan(frames + [DONE], "done", usage)
     if fault == "error_frame":
-        return StreamPlan(frames + [frame(ERROR_FRAME)], "done")
+        return StreamPlan(frames + [frame(ERROR_FRAME)], "done", usage)
     if fault == "truncated":
         whole = r.chunk({"content": "lost"})
-        return StreamPlan(frames + [whole[: len(whole) // 2] + "\n\n"], "done")
+        return StreamPlan(frames + [whole[: len(whole) // 2] + "\n\n"], "done", usage)
     if fault == "drop":
-        return StreamPlan(frames, "drop")
+        return StreamPlan(frames, "drop", usage)
     if fault == "concatenated":
         glued = r.chunk({"content": "a"})[:-2] + r.chunk({"content": "b"})[6:]
         frames.insert(len(frames) // 2, glued)
@@ -252,7 +255,7 @@ def plan_stream(turn: Turn, r: Render) -> StreamPlan:
             frames.append(frame(obj))
     if fault != "no_done":
         frames.append(DONE)
-    return StreamPlan(frames, "done")
+    return StreamPlan(frames, "done", usage)
 
 
 def plan_body(turn: Turn, r: Render) -> tuple[int, str | None]:

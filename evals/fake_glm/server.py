@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from evals.fake_glm import script as _script
-from evals.fake_glm.cache import PrefixCache, canonical_text, token_count
+from evals.fake_glm.cache import PrefixCache, canonical_text
 from evals.fake_glm.script import HTTP_FAULTS, Render, Script, Turn, TurnSource
+from evals.fake_glm.tokens import counter
 from evals.fake_glm.validate import KNOWN_MODELS, OVERFLOW, check_auth, check_body
 
 BASE_PATHS = ("/api/paas/v4", "/api/coding/paas/v4")
@@ -79,7 +80,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, frames: Iterable[str], end: str, headers: dict[str, str]) -> None:
+    def _stream(self, frames: Iterable[str], end: str, headers: dict[str, str]) -> int:
+        """Write the frames; returns how many were sent before the end (or the peer hanging up)."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream;charset=UTF-8")
         self.send_header("Transfer-Encoding", "chunked")
@@ -87,13 +89,20 @@ class _Handler(BaseHTTPRequestHandler):
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
-        for text in frames:
-            data = text.encode("utf-8")
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        sent = 0
+        try:
+            for text in frames:
+                data = text.encode("utf-8")
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                sent += 1
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.close_connection = True  # the client stopped reading
+            return sent
         if end == "drop":
             self.close_connection = True  # no terminating chunk: the peer sees a dropped stream
-            return
+            return sent
         self.wfile.write(b"0\r\n\r\n")
+        return sent
 
 
 class FakeGLM:
@@ -104,7 +113,8 @@ class FakeGLM:
                  fragment_size: int = 8, cache_delay: float = 0.0, cache_block: int = 1, cache_size: int = 64,
                  context_window: int = 1_048_576, overflow_code: int = 1261,
                  models: Iterable[str] = KNOWN_MODELS, include_object: bool = True,
-                 host: str = "127.0.0.1", port: int = 0, base_path: str = BASE_PATHS[0]) -> None:
+                 host: str = "127.0.0.1", port: int = 0, base_path: str = BASE_PATHS[0],
+                 tokenizer: str | None = None) -> None:
         if flavor not in FLAVORS:
             raise ValueError(f"flavor must be one of {FLAVORS}, not {flavor!r}")
         if tool_stream_variant not in ("B1", "B2"):
@@ -116,7 +126,8 @@ class FakeGLM:
         self.flavor = flavor
         self.variant = tool_stream_variant
         self.fragment_size = fragment_size
-        self.cache = PrefixCache(size=cache_size, delay=cache_delay, block=cache_block)
+        self.tokenizer, self.count_tokens = counter(tokenizer)  # usage is this vocabulary's count
+        self.cache = PrefixCache(size=cache_size, delay=cache_delay, block=cache_block, count=self.count_tokens)
         self.context_window = context_window
         self.overflow_code = overflow_code
         self.models = frozenset(models)
@@ -127,6 +138,7 @@ class FakeGLM:
         self._lock = threading.Lock()
         self._requests: list[dict[str, Any]] = []
         self._headers: list[dict[str, str]] = []
+        self._billed: list[dict[str, Any]] = []  # per answered request: usage billed, frames planned and sent
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -177,6 +189,15 @@ class FakeGLM:
         with self._lock:
             return list(self._headers)
 
+    @property
+    def billed(self) -> list[dict[str, Any]]:
+        """Per generated answer: {"usage": what the server bills, "frames": planned, "sent": delivered}.
+
+        Error answers (HTTP faults, validation) generate nothing and bill nothing.
+        """
+        with self._lock:
+            return [dict(b) for b in self._billed]
+
     def add_turns(self, *turns: TurnSource) -> None:
         self.script.add(*turns)
 
@@ -200,7 +221,7 @@ class FakeGLM:
             h._json(*answer)
             return
         text = canonical_text(body)
-        prompt_tokens = token_count(text)
+        prompt_tokens = self.count_tokens(text)
         if prompt_tokens > self.context_window:
             h._json(*OVERFLOW[self.overflow_code])
             return
@@ -229,12 +250,21 @@ class FakeGLM:
                         variant=self.variant if tool_stream else None, fragment=self.fragment_size,
                         thinking=effort != "off", include_usage=include_usage or not stream,
                         include_object=self.include_object, prompt_tokens=prompt_tokens,
-                        cached_tokens=cached, created=int(time.time()))
+                        cached_tokens=cached, created=int(time.time()), count=self.count_tokens)
         if stream:
             plan = _script.plan_stream(turn, render)
-            h._stream(plan.frames, plan.end, headers)
+            entry = {"usage": plan.usage, "frames": len(plan.frames), "sent": 0}
+            with self._lock:
+                self._billed.append(entry)
+            entry["sent"] = h._stream(plan.frames, plan.end, headers)
             return
         status, payload_text = _script.plan_body(turn, render)
+        try:
+            usage = json.loads(payload_text or "null")["usage"]
+        except (ValueError, TypeError, KeyError):
+            usage = None
+        with self._lock:
+            self._billed.append({"usage": usage, "frames": 1, "sent": 1 if payload_text else 0})
         if payload_text is None:
             h.close_connection = True  # "drop": close without any answer
             return
