@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from tools.base import Observation, Tool, ToolContext, ToolRefused, in_scope, relative, resolve_path
-from tools.textutil import cut_line, plural
+from tools.textutil import cut_line, displayable, plural
 
 
 class SearchArgs(BaseModel):
@@ -92,7 +92,7 @@ class Search(Tool):
         lines = []
         for rel, number, short, was_cut in shown:
             cut += was_cut
-            lines.append(f"{rel}:{number}: {short}")
+            lines.append(f"{displayable(rel)}:{number}: {short}")
         notes = []
         more = found.total - len(shown)
         if more > 0 or found.stopped:

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from tools.base import Observation, Tool, ToolContext, ToolRefused, relative, resolve_path
-from tools.textutil import cut_line, number_lines
+from tools.textutil import cut_line, displayable, number_lines
 
 BINARY_SNIFF = 8192
 MAX_FILE_BYTES = 20_000_000  # larger files are refused: search them instead
@@ -66,7 +66,7 @@ def read_text(full: Path) -> tuple[str | None, bool]:
 
 
 def _entry(p: Path, root: Path) -> str:
-    name = p.name + ("/" if p.is_dir() else "")
+    name = displayable(p.name) + ("/" if p.is_dir() else "")
     if p.is_symlink():
         target = p.resolve()
         if target != root and root not in target.parents:
