@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 from pathlib import Path
 
 from evals.fake_glm import FakeGLM
-from evals.sample_repo import TARGET, fixing_script, git
+from evals.sample_repo import TARGET, fixing_script
 from tests.conftest import TEST_KEY, run_cli
 
 
