@@ -181,3 +181,38 @@ def test_fix_help_shows_every_default_and_version(agent_env):
     assert version.code == 0 and version.stdout.strip() == "agent 0.1.0"
     eval_help = run_cli(["eval", "--help"], env).stdout
     assert "Usage: agent eval [OPTIONS]" in eval_help and "python -m evals.run" not in eval_help
+
+
+def test_doctor_checks_the_key_with_the_probe_and_names_no_missing_flag(agent_env):
+    with FakeGLM(turns=[], api_key="the-right-key-0000") as server:
+        result = run_cli(["doctor"], {**agent_env, "AGENT_BASE_URL": server.base_url})
+    line = next(line for line in result.stderr.splitlines() if "endpoint:" in line)
+    assert line.startswith("FAIL endpoint: the API key was refused") and "--base-url" not in line
+    assert result.code == 3
+
+
+def test_the_fake_answers_a_probe_with_one_token_and_keeps_its_script():
+    import httpx
+
+    with FakeGLM(turns=[{"content": "scripted"}], api_key=TEST_KEY) as server:
+        probe = {"model": "glm-5.2", "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1,
+                 "stream": False, "thinking": {"type": "disabled"}}
+        answer = httpx.post(server.base_url + "/chat/completions", json=probe,
+                            headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=10).json()
+        assert answer["choices"][0]["finish_reason"] == "length"
+        assert answer["usage"]["completion_tokens"] == 1 and "reasoning_content" not in answer["choices"][0]["message"]
+        assert server.script.remaining == 1 and server.requests == [] and len(server.probes) == 1
+
+
+def test_documented_error_codes_get_english_hints():
+    from agent.model.errors import error_from_response
+    from agent.preflight import hint_for
+
+    def hint(status: int, code: str, message: str) -> str:
+        return hint_for(error_from_response(status, json.dumps({"error": {"code": code, "message": message}})))
+
+    assert hint(401, "1001", "Header中未收到Authentication参数").startswith("the API key was refused")
+    assert hint(429, "1113", "余额不足").startswith("the account has no balance")
+    assert hint(400, "1211", "模型不存在").startswith("the endpoint does not know this model")
+    assert hint(429, "1309", "套餐已到期").startswith("the GLM Coding Plan has expired")
+    assert hint(429, "1112", "账户已被锁定").startswith("the account is inactive, locked or missing")
