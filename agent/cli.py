@@ -6,24 +6,83 @@ Only this module may reach into evals/ (lazily, for `agent demo`).
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import traceback
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-from agent.config import ConfigError
+from agent.config import ConfigError, load_defaults
 from agent.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, AgentError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+class _Command(TyperCommand):
+    """Help without type placeholders: --help takes no value, an argument's metavar says what it is."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument) and param.metavar:
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Group(TyperGroup):
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_Group,
                   help="A repository-scale coding agent for GLM-5.2.")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+_state = {"debug": False}
+_DEFAULTS = load_defaults()
+
+
+def _default(dotted: str) -> str:
+    section, key = dotted.split(".")
+    return str(_DEFAULTS[section][key])
+
+
+def _help(text: str, default: str) -> str:
+    """Option help ending in its effective default (rich markup escaped, so the brackets show)."""
+    return f"{text} {escape(f'[default: {default}]')}"
+
+
+def _opt(text: str, default: str, *names: str, envvar: str, metavar: str = "") -> Any:
+    return typer.Option(*names, envvar=envvar, metavar=metavar, show_default=False, help=_help(text, default))
+
+
+def _one_line(message: str) -> str:
+    """The first line of a message, without a leading "error:" (the caller adds it once)."""
+    lines = [line.strip() for line in str(message).strip().splitlines() if line.strip()] or ["(no message)"]
+    first = lines[0]
+    while first.lower().startswith("error:"):
+        first = first[len("error:"):].strip()
+    return first + (" (more with --debug)" if len(lines) > 1 and not _state["debug"] else "")
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}", markup=True)  # a message may hold [brackets]
+    if _state["debug"]:
+        extra = [line for line in str(message).strip().splitlines()[1:] if line.strip()]
+        for line in extra:
+            err.print(line, markup=False)
+    err.print(f"[bold red]error:[/] {escape(_one_line(message))}", markup=True)
     return typer.Exit(code)
 
 
@@ -31,21 +90,70 @@ def _progress(line: str) -> None:
     err.print(line, markup=False)
 
 
-RepoOpt = Annotated[Path, typer.Option("--repo", envvar="AGENT_REPO", help="The repository (default: here).")]
-TestOpt = Annotated[list[str], typer.Option("--test", envvar="AGENT_TEST",
-                                            help="A target test selector (repeatable; the variable: space-separated).")]
-ScopeOpt = Annotated[list[str], typer.Option("--scope", envvar="AGENT_SCOPE",
-                                             help="A directory to focus on and fence edits to (repeatable).")]
-JsonOpt = Annotated[bool, typer.Option("--json", envvar="AGENT_JSON", help="Print the report as JSON on stdout.")]
-BaseUrlOpt = Annotated[str | None, typer.Option(envvar="AGENT_BASE_URL", help="OpenAI-compatible endpoint.")]
-ModelOpt = Annotated[str | None, typer.Option(envvar="AGENT_MODEL")]
-ProfileOpt = Annotated[str | None, typer.Option(envvar="AGENT_PROFILE", help="zai, zai-coding, vllm, sglang.")]
-ModeOpt = Annotated[str | None, typer.Option(envvar="AGENT_MODE", help="Force high or max for every call.")]
-TurnsOpt = Annotated[int | None, typer.Option(envvar="AGENT_MAX_TURNS")]
-CostOpt = Annotated[float | None, typer.Option(envvar="AGENT_MAX_COST_USD")]
-TokensOpt = Annotated[int | None, typer.Option(envvar="AGENT_MAX_TOKENS")]
-SecondsOpt = Annotated[float | None, typer.Option(envvar="AGENT_MAX_SECONDS")]
-SandboxOpt = Annotated[str | None, typer.Option(envvar="AGENT_SANDBOX", help="docker or local.")]
+def _version() -> str:
+    try:
+        return metadata.version("glm-agent")
+    except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+        from agent import __version__
+
+        return __version__
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"agent {_version()}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_show_version, metavar="",
+                                          help="Print the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", envvar="AGENT_DEBUG", metavar="",
+                                        help=_help("Show tracebacks and the model client's log.", "off"))] = False,
+) -> None:
+    """A repository-scale coding agent for GLM-5.2."""
+    _state["debug"] = debug
+    logger = logging.getLogger("agent")
+    if debug:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    else:
+        logger.addHandler(logging.NullHandler())  # retries and warnings end in the one error line
+        logger.propagate = False
+
+
+RepoOpt = Annotated[Path, _opt("The repository.", "the current directory", "--repo", envvar="AGENT_REPO",
+                               metavar="DIR")]
+TestOpt = Annotated[list[str], _opt("A target test selector (repeatable; the variable: space-separated).",
+                                    "the TASK when it is a selector", "--test", envvar="AGENT_TEST",
+                                    metavar="SELECTOR")]
+ScopeOpt = Annotated[list[str], _opt("A directory to focus on and fence edits to (repeatable).",
+                                     "the whole repository", "--scope", envvar="AGENT_SCOPE", metavar="DIR")]
+JsonOpt = Annotated[bool, _opt("Print the report as JSON on stdout.", "off", "--json", envvar="AGENT_JSON")]
+BaseUrlOpt = Annotated[str | None, _opt("OpenAI-compatible endpoint (…/chat/completions is added).",
+                                        _default("model.base_url"), envvar="AGENT_BASE_URL", metavar="URL")]
+ModelOpt = Annotated[str | None, _opt("Model name sent to the endpoint.", _default("model.name"),
+                                      envvar="AGENT_MODEL", metavar="NAME")]
+ProfileOpt = Annotated[str | None, _opt("Request profile: zai, zai-coding, vllm, sglang.",
+                                        _default("model.profile"), envvar="AGENT_PROFILE", metavar="NAME")]
+ModeOpt = Annotated[str | None, _opt("Force high or max for every call.",
+                                     f"chosen per call by the policy ({_default('model.default_mode')} "
+                                     "unless critical)", envvar="AGENT_MODE", metavar="high|max")]
+TurnsOpt = Annotated[int | None, _opt("Stop after this many model calls.", _default("budget.max_turns"),
+                                      envvar="AGENT_MAX_TURNS", metavar="N")]
+CostOpt = Annotated[float | None, _opt("Stop before the spend would pass this many US dollars.",
+                                       _default("budget.max_cost_usd"), envvar="AGENT_MAX_COST_USD",
+                                       metavar="USD")]
+TokensOpt = Annotated[int | None, _opt("Stop before input plus output tokens pass this many.",
+                                       _default("budget.max_tokens"), envvar="AGENT_MAX_TOKENS", metavar="N")]
+SecondsOpt = Annotated[float | None, _opt("Wall-clock limit of the whole run, in seconds.",
+                                          _default("budget.max_seconds"), envvar="AGENT_MAX_SECONDS",
+                                          metavar="S")]
+SandboxOpt = Annotated[str | None, _opt("Where tests and commands run: docker or local.",
+                                        _default("sandbox.kind"), envvar="AGENT_SANDBOX", metavar="docker|local")]
 
 
 def _run_overrides(*, base_url: str | None, model: str | None, profile: str | None, mode: str | None,
@@ -64,38 +172,49 @@ def _run_overrides(*, base_url: str | None, model: str | None, profile: str | No
 
 
 def _guarded(action: Any) -> Any:
-    """Run `action`, mapping every expected failure to its one-line message and exit code."""
+    """Run `action`, mapping every failure to one line and its exit code; a traceback only with --debug."""
     from agent.model.errors import ModelError
     from sandbox.base import SandboxError
 
     try:
         return action()
-    except AgentError as exc:
-        raise _fail(str(exc), exc.exit_code) from None
-    except ConfigError as exc:
-        raise _fail(str(exc), EXIT_BAD_INPUT) from None
-    except (ModelError, SandboxError) as exc:
-        raise _fail(str(exc), EXIT_ENVIRONMENT) from None
+    except (typer.Exit, typer.Abort, click.ClickException):
+        raise
     except KeyboardInterrupt:
         raise _fail("interrupted", EXIT_INTERRUPTED) from None
+    except Exception as exc:  # noqa: BLE001 - the one place errors become exit codes
+        if _state["debug"]:
+            traceback.print_exc()
+        if isinstance(exc, AgentError):
+            raise _fail(str(exc), exc.exit_code) from None
+        if isinstance(exc, ConfigError):
+            raise _fail(str(exc), EXIT_BAD_INPUT) from None
+        if isinstance(exc, (ModelError, SandboxError)):
+            raise _fail(str(exc), EXIT_ENVIRONMENT) from None
+        raise _fail(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                    EXIT_ENVIRONMENT) from None
 
 
 def _print_report(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        if report["status"] == "error":  # stdout is for the report; the error is still said, once
+            err.print(f"error: {report['stop_reason']}", markup=False)
         return
     usage, cost = report["usage"], report["cost"]
     err.print(
         f"{report['status']}: {report['stop_reason']}\n"
-        f"branch {report['branch']} · commit {(report['commit'] or 'none')[:12]} · turns {report['turns']}\n"
+        f"branch {report['branch'] or 'none (no commit)'} · commit {(report['commit'] or 'none')[:12]} · "
+        f"turns {report['turns']}\n"
         f"tokens in {usage['input_tokens']} (cached {usage['cached_share']:.0%}) out {usage['output_tokens']} · "
         f"cost ${cost['usd']:.4f} / ¥{cost['rmb']:.4f} · calls high {report['calls']['high']} "
         f"max {report['calls']['max']}\nrun dir {report['run_dir']}", markup=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 def fix(
-    task: Annotated[str, typer.Argument(help="A test selector (tests/test_x.py::test_y) or a description.")],
+    task: Annotated[str, typer.Argument(metavar="TASK",
+                                              help="A test selector (tests/test_x.py::test_y) or a description.")],
     repo: RepoOpt = Path("."),
     test: TestOpt = [],  # noqa: B006 - typer reads the default
     scope: ScopeOpt = [],  # noqa: B006
@@ -108,7 +227,8 @@ def fix(
     max_tokens: TokensOpt = None,
     max_seconds: SecondsOpt = None,
     sandbox: SandboxOpt = None,
-    allow_test_edits: Annotated[bool, typer.Option(envvar="AGENT_ALLOW_TEST_EDITS")] = False,
+    allow_test_edits: Annotated[bool, _opt("Let the agent edit test files (otherwise they are read-only).",
+                                           "off", "--allow-test-edits", envvar="AGENT_ALLOW_TEST_EDITS")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Make failing tests pass on a new branch, in a sandbox, within a budget."""
@@ -124,13 +244,12 @@ def fix(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_Command)
 def review(
     repo: RepoOpt = Path("."),
-    base: Annotated[str | None, typer.Option(envvar="AGENT_BASE", help="Where the change starts (default: the "
-                                             "fork point from the upstream or main branch).")] = None,
-    head: Annotated[str | None, typer.Option(envvar="AGENT_HEAD",
-                                             help="The revision to review (default: HEAD).")] = None,
+    base: Annotated[str | None, _opt("Where the change starts.", "the fork point from the upstream or main "
+                                     "branch", envvar="AGENT_BASE", metavar="REF")] = None,
+    head: Annotated[str | None, _opt("The revision to review.", "HEAD", envvar="AGENT_HEAD", metavar="REF")] = None,
     base_url: BaseUrlOpt = None,
     model: ModelOpt = None,
     profile: ProfileOpt = None,
@@ -139,10 +258,11 @@ def review(
     max_cost_usd: CostOpt = None,
     max_tokens: TokensOpt = None,
     max_seconds: SecondsOpt = None,
-    sandbox: Annotated[str | None, typer.Option(envvar="AGENT_SANDBOX", help="docker: tests may run, read-only; "
-                                                "local: the change's code is not run.")] = None,
-    max_findings: Annotated[int | None, typer.Option(envvar="AGENT_MAX_FINDINGS",
-                                                     help="Keep at most this many findings.")] = None,
+    sandbox: Annotated[str | None, _opt("docker: tests may run, read-only; local: the change's code is not run.",
+                                        _default("sandbox.kind"), envvar="AGENT_SANDBOX",
+                                        metavar="docker|local")] = None,
+    max_findings: Annotated[int | None, _opt("Keep at most this many findings.", _default("review.max_findings"),
+                                             envvar="AGENT_MAX_FINDINGS", metavar="N")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Read-only review of base..head: findings as comments on lines of the diff. Needs no Docker."""
@@ -166,7 +286,7 @@ def review(
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_Command)
 def action() -> None:
     """The GitHub Action's entry point: reads GITHUB_EVENT_NAME, GITHUB_EVENT_PATH and the rest of the Actions env."""
     import os
@@ -179,16 +299,17 @@ def action() -> None:
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=_Command)
 def summary(
     repo: RepoOpt = Path("."),
     test: TestOpt = [],  # noqa: B006
     scope: ScopeOpt = [],  # noqa: B006
-    tokens: Annotated[int | None, typer.Option(envvar="AGENT_TOKENS",
-                                               help="Token budget (default: [loop] summary_tokens).")] = None,
-    run: Annotated[bool, typer.Option("--run", envvar="AGENT_RUN",
-                                      help="Run the tests and seed from the traceback.")] = False,
-    sandbox: Annotated[str | None, typer.Option(envvar="AGENT_SANDBOX")] = None,
+    tokens: Annotated[int | None, _opt("Token budget of the summary.", _default("loop.summary_tokens"),
+                                       envvar="AGENT_TOKENS", metavar="N")] = None,
+    run: Annotated[bool, _opt("Run the tests and seed from the traceback.", "off", "--run",
+                              envvar="AGENT_RUN")] = False,
+    sandbox: Annotated[str | None, _opt("Where --run runs the tests: docker or local.", _default("sandbox.kind"),
+                                        envvar="AGENT_SANDBOX", metavar="docker|local")] = None,
 ) -> None:
     """Print the structural summary exactly as `fix` would put it in the prompt."""
     from agent.summary_cmd import summary_text
@@ -198,10 +319,11 @@ def summary(
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
-    sandbox: Annotated[str | None, typer.Option(envvar="AGENT_SANDBOX", help="docker or local (default: docker "
-                                                "when an engine and the base image are there).")] = None,
+    sandbox: Annotated[str | None, _opt("Where the demo's tests run: docker or local.", "docker when an engine "
+                                        "and the base image are there, else local", envvar="AGENT_SANDBOX",
+                                        metavar="docker|local")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """The whole `fix` flow on a generated sample repo, against a bundled scripted model: no key needed."""
@@ -212,17 +334,53 @@ def demo(
     raise typer.Exit(code)
 
 
-@app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
-                                            "help_option_names": []})
-def eval_(ctx: typer.Context) -> None:
-    """Run an eval set (SWE-bench format) through `agent fix`; see `agent eval --help`."""
+@app.command(name="eval", cls=_Command)
+def eval_(
+    instances: Annotated[Path | None, _opt("SWE-bench-format JSONL of instances.", "the bundled set",
+                                           "--instances", envvar="AGENT_EVAL_INSTANCES", metavar="FILE")] = None,
+    ids: Annotated[list[str], _opt("Only this instance id (repeatable).", "every instance", "--id",
+                                   envvar="AGENT_EVAL_IDS", metavar="ID")] = [],  # noqa: B006
+    workers: Annotated[int | None, _opt("Instances run in parallel.", "from the CPU count", "--workers",
+                                        envvar="AGENT_EVAL_WORKERS", metavar="N")] = None,
+    sandbox: Annotated[str, _opt("Where each instance's tests run: docker or local.", "docker", "--sandbox",
+                                 envvar="AGENT_EVAL_SANDBOX", metavar="docker|local")] = "docker",
+    base_url: Annotated[str | None, _opt("A real OpenAI-compatible endpoint (needs GLM_API_KEY).",
+                                         "the oracle (the gold patch replayed through the tools)", "--base-url",
+                                         envvar="AGENT_EVAL_BASE_URL", metavar="URL")] = None,
+    model: Annotated[str | None, _opt("Model name for a real endpoint.", _default("model.name"), "--model",
+                                      envvar="AGENT_EVAL_MODEL", metavar="NAME")] = None,
+    out: Annotated[Path | None, _opt("Output directory (predictions.jsonl, results.jsonl, metrics.json).",
+                                     "a new temporary directory", "--out", envvar="AGENT_EVAL_OUT",
+                                     metavar="DIR")] = None,
+    executor: Annotated[str, _opt("How instances are spread: local or ray.", "local", "--executor",
+                                  envvar="AGENT_EVAL_EXECUTOR", metavar="local|ray")] = "local",
+    ray_address: Annotated[str | None, _opt("Join this Ray cluster (with --executor ray).", "a local cluster",
+                                            "--ray-address", envvar="AGENT_EVAL_RAY_ADDRESS",
+                                            metavar="ADDR")] = None,
+    keep: Annotated[bool, _opt("Keep per-instance repositories and grading checkouts.", "off", "--keep",
+                               envvar="AGENT_EVAL_KEEP")] = False,
+    agent_arg: Annotated[list[str], _opt("Extra `agent fix` argument, e.g. --agent-arg=--max-turns=20 "
+                                         "(repeatable).", "none", "--agent-arg", envvar="AGENT_EVAL_AGENT_ARG",
+                                         metavar="ARG")] = [],  # noqa: B006
+) -> None:
+    """Run an eval set (SWE-bench format) through `agent fix`, grade it, write predictions and metrics."""
     from evals.run import main as eval_main
 
-    raise typer.Exit(eval_main(list(ctx.args)))
+    argv = ["--sandbox", sandbox, "--executor", executor]
+    for flag, value in (("--instances", instances), ("--workers", workers), ("--base-url", base_url),
+                        ("--model", model), ("--out", out), ("--ray-address", ray_address)):
+        if value is not None:
+            argv += [flag, str(value)]
+    if ids:
+        argv += ["--ids", *ids]
+    argv += ["--keep"] if keep else []
+    argv += [f"--agent-arg={arg}" for arg in agent_arg]
+    raise typer.Exit(_guarded(lambda: eval_main(argv)))
 
 
-@app.command()
-def cost(run_dir: Annotated[Path, typer.Argument(help="A run directory (with trajectory.jsonl).")],
+@app.command(cls=_Command)
+def cost(run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
+                                                              help="A run directory (with trajectory.jsonl).")],
          json_out: JsonOpt = False) -> None:
     """Recompute a run's tokens and cost from its trajectory and today's price table."""
     from agent.costing import recompute
@@ -235,7 +393,7 @@ def cost(run_dir: Annotated[Path, typer.Argument(help="A run directory (with tra
             sys.stdout.write(line + "\n")
 
 
-@app.command()
+@app.command(cls=_Command)
 def doctor() -> None:
     """Check key, endpoint, git, ripgrep, grammars, Docker and the base image; exit 3 if any fails."""
     from agent.doctor import run_checks
@@ -260,7 +418,7 @@ _mount_sandbox_app()
 
 
 def main() -> None:
-    app()
+    app(prog_name="agent")
 
 
 if __name__ == "__main__":

@@ -7,10 +7,9 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
-
 from agent import gitops
-from agent.config import load_settings
+from agent.config import Settings, load_settings
+from agent.errors import EnvironmentProblem
 from agent.fix import api_key_from_env
 
 Check = tuple[str, bool, str]
@@ -23,16 +22,17 @@ def _key() -> Check:
     return "api key", False, "not set: export GLM_API_KEY=... (or ZAI_API_KEY); `agent demo` needs none"
 
 
-def _endpoint(base_url: str, key: str | None) -> Check:
-    url = base_url.rstrip("/") + "/chat/completions"
+def _endpoint(settings: Settings, key: str | None) -> Check:
+    """The preflight's one-token request: key, endpoint and model checked together."""
+    from agent.preflight import check_endpoint
+
+    base_url = settings.model.base_url
     try:
-        response = httpx.post(url, json={}, headers={"Authorization": f"Bearer {key or 'none'}"}, timeout=8.0)
-    except httpx.HTTPError as exc:
-        return "endpoint", False, f"{base_url} unreachable ({type(exc).__name__}): set --base-url / AGENT_BASE_URL"
-    # An empty body is a bad request: any HTTP answer proves the endpoint is there.
-    if response.status_code == 401:
-        return "endpoint", False, f"{base_url} answered 401: the key is not accepted"
-    return "endpoint", True, f"{base_url} answers (HTTP {response.status_code} to an empty request)"
+        note = check_endpoint(settings, key)
+    except EnvironmentProblem as exc:
+        return "endpoint", False, str(exc).replace("--base-url / AGENT_BASE_URL", "AGENT_BASE_URL")
+    return "endpoint", True, f"{base_url} accepts the key and model {settings.model.name}" + (
+        f" ({note})" if note else "")
 
 
 def _git() -> Check:
@@ -71,7 +71,7 @@ def _grammars() -> Check:
 def run_checks() -> Iterator[Check]:
     settings = load_settings()
     yield _key()
-    yield _endpoint(settings.model.base_url, api_key_from_env())
+    yield _endpoint(settings, api_key_from_env())
     yield _git()
     yield _ripgrep()
     yield _grammars()

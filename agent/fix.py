@@ -24,9 +24,10 @@ from agent.errors import EXIT_INTERRUPTED, BadInput, EnvironmentProblem
 from agent.loop import Loop, LoopOutcome
 from agent.model.errors import ModelError
 from agent.policy import Policy
+from agent.preflight import preflight
 from agent.prompting import render
 from agent.report import build_report, exit_code_for, write_report
-from agent.runs import cache_dir, new_run_dir
+from agent.runs import cache_dir, new_run_dir, write_private
 from agent.task import Task
 from agent.trajectory import Trajectory
 from agent.verify import Verification, verify
@@ -116,6 +117,8 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     api_key = options.api_key if options.api_key is not None else api_key_from_env()
     if not api_key and not profile.get("self_hosted"):
         raise EnvironmentProblem("no API key: set GLM_API_KEY (or ZAI_API_KEY), or try `agent demo`")
+    # Key, endpoint and sandbox before any run dir, worktree, image or reproduction (one line, exit 3).
+    preflight_notes = preflight(settings, api_key, user_root)
 
     started = time.monotonic()
     run_dir = new_run_dir(task.slug)
@@ -123,7 +126,9 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
                             secrets=[api_key, os.environ.get("GITHUB_TOKEN"), os.environ.get("GH_TOKEN")])
     worktree = gitops.create_worktree(repo, task.slug, run_dir / "worktree")
     base_config = integrity.snapshot(worktree.path)  # before any code of the repository runs
-    notes: list[str] = []
+    notes: list[str] = list(preflight_notes)
+    for note in preflight_notes:
+        progress("note: " + note)
     if worktree.user_tree_dirty:
         notes.append("your checkout has uncommitted changes; they are not part of this run (it starts from HEAD)")
         progress("note: " + notes[-1])
@@ -202,12 +207,11 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     except (ModelError, SandboxError, EnvironmentProblem) as exc:
-        outcome = _stopped(loop, "error", f"error: {exc}")
-        progress(f"error: {exc}")
+        outcome = _stopped(loop, "error", str(exc))  # said once, by the CLI's report line
     except Exception as exc:  # noqa: BLE001 - a bug of ours must still leave the commit and the report
-        outcome = _stopped(loop, "error", f"internal error: {type(exc).__name__}: {exc}")
+        outcome = _stopped(loop, "error", f"internal error: {type(exc).__name__}: {exc} "
+                                          "(traceback in the trajectory)")
         trajectory.event("internal_error", traceback=traceback.format_exc())
-        progress(f"internal error: {type(exc).__name__}: {exc} (traceback in the trajectory)")
     finally:
         if sandbox is not None and final is None and baseline is not None and outcome.status != "error" \
                 and exit_override is None:
@@ -225,14 +229,16 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         patch = gitops.patch_since_base(worktree)
     except gitops.GitError as exc:  # e.g. the sandbox tampered with .git: nothing of the worktree is kept
         commit, patch = None, ""
-        outcome = _stopped(loop, "error", f"error: {exc}")
-        progress(f"error: {exc}")
-    (run_dir / "patch.diff").write_text(patch, encoding="utf-8")
+        outcome = _stopped(loop, "error", str(exc))
+    write_private(run_dir / "patch.diff", patch)
     gitops.release_worktree(repo, worktree)  # the branch stays; the user can check it out
+    branch_dropped = commit is None and gitops.drop_branch_if_unused(repo, worktree)  # no commit, no branch
     report = build_report(
         task=task, outcome=outcome, worktree=worktree, commit=commit, patch=patch, budget=budget,
         baseline=baseline, final=final, run_dir=run_dir, sandbox_kind=settings.sandbox.kind, notes=notes,
         elapsed=time.monotonic() - started)
+    if branch_dropped:
+        report["branch"] = None
     write_report(run_dir, report)
     trajectory.event("stop", status=report["status"], stop_reason=report["stop_reason"], usage=report["usage"],
                      cost=report["cost"], calls=report["calls"])

@@ -330,3 +330,19 @@ def patch_since_base(worktree: Worktree) -> str:
     """The branch's diff from the base commit, plus anything not yet committed."""
     diff = run(worktree.path, "diff", worktree.base_commit, "--binary", "--no-color")
     return diff + "\n" if diff and not diff.endswith("\n") else diff
+
+
+def drop_branch_if_unused(repo: git.Repo, worktree: Worktree) -> bool:
+    """Delete the run's branch when it holds no commit of its own (call after the worktree is released).
+
+    A run that made no change (key refused, endpoint down, targets already passing) leaves nothing
+    behind; returns True when the branch was deleted.
+    """
+    try:
+        tip = repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{worktree.branch}")
+    except git.GitCommandError:
+        return False  # already gone
+    if tip.strip() != worktree.base_commit:
+        return False
+    repo.git.branch("-D", worktree.branch)
+    return True

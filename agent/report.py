@@ -10,6 +10,7 @@ from agent.budget import Budget
 from agent.errors import EXIT_ENVIRONMENT, EXIT_RESOLVED, EXIT_UNRESOLVED
 from agent.gitops import Worktree
 from agent.loop import LoopOutcome
+from agent.runs import write_private
 from agent.task import Task
 from tools.testing import TestRun
 
@@ -66,8 +67,7 @@ def build_report(*, task: Task, outcome: LoopOutcome, worktree: Worktree, commit
 
 
 def write_report(run_dir: Path, report: dict[str, Any]) -> None:
-    (run_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n",
-                                         encoding="utf-8")
+    write_private(run_dir / "report.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
 
 
 def exit_code_for(status: str) -> int:

@@ -283,8 +283,7 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
         error = "interrupted by the user"
         interrupted = True
     except (ModelError, EnvironmentProblem) as exc:
-        error = f"error: {exc}"
-        progress(error)
+        error = str(exc)  # said once, by the CLI's report line
     finally:
         if client is not None:
             client.close()

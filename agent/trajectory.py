@@ -13,13 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from agent.redact import Redactor
+from agent.runs import open_private
 
 
 class Trajectory:
     def __init__(self, path: Path, secrets: list[str | None] | None = None) -> None:
         self.path = path
         self._redact = Redactor(secrets or [])
-        self._file = path.open("a", encoding="utf-8")
+        self._file = open_private(path, "a")
         self._started = time.time()
 
     def event(self, kind: str, **fields: Any) -> None:

@@ -7,6 +7,8 @@ the turns a good model would play, so a newcomer sees every stage for real
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -41,14 +43,26 @@ def run_demo(sandbox: str | None, progress: Callable[[str], None]) -> tuple[dict
         sandbox = "docker" if ok else "local"
         if not ok:
             progress(f"demo: Docker sandbox unavailable ({why}); using the local sandbox")
-    repo = make_sample_repo(Path(tempfile.mkdtemp(prefix="agent-demo-")) / "shop")
-    progress(f"demo: sample repository at {repo} with a failing test {TARGET}")
-    with FakeGLM(turns=fixing_script(), api_key=DEMO_KEY) as server:
-        progress(f"demo: scripted GLM server at {server.base_url}")
-        options = FixOptions(task=TARGET, repo=repo, api_key=DEMO_KEY,
-                             overrides={"model.base_url": server.base_url, "model.profile": "zai",
-                                        "sandbox.kind": sandbox})
-        report, code = run_fix(options, progress)
-    if report.get("patch"):
-        progress("demo: the change the agent committed on its branch:\n" + report["patch"].rstrip())
+    scratch = Path(tempfile.mkdtemp(prefix="agent-demo-"))
+    saved_home = os.environ.get("AGENT_HOME")
+    # The demo's runs go to a temporary AGENT_HOME, not the user's: nothing of it outlives the command.
+    os.environ["AGENT_HOME"] = str(scratch / "home")
+    try:
+        repo = make_sample_repo(scratch / "shop")
+        progress(f"demo: sample repository at {repo} with a failing test {TARGET}")
+        with FakeGLM(turns=fixing_script(), api_key=DEMO_KEY) as server:
+            progress(f"demo: scripted GLM server at {server.base_url}")
+            options = FixOptions(task=TARGET, repo=repo, api_key=DEMO_KEY,
+                                 overrides={"model.base_url": server.base_url, "model.profile": "zai",
+                                            "sandbox.kind": sandbox})
+            report, code = run_fix(options, progress)
+        if report.get("patch"):
+            progress("demo: the change the agent committed on its branch:\n" + report["patch"].rstrip())
+    finally:
+        if saved_home is None:
+            os.environ.pop("AGENT_HOME", None)
+        else:
+            os.environ["AGENT_HOME"] = saved_home
+        shutil.rmtree(scratch, ignore_errors=True)
+    progress(f"demo: removed {scratch} (the sample repository and the run directory)")
     return report, code

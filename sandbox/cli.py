@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
+from typer.core import TyperCommand
 
 from sandbox.base import SandboxError
 from sandbox.releases import RELEASES
@@ -15,13 +17,23 @@ sandbox_app = typer.Typer(help="Manage the Docker sandbox: base image and stray 
                           no_args_is_help=True)
 
 
+class _Command(TyperCommand):
+    """--help listed without a `<bool>` placeholder (a flag takes no value)."""
+
+    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-@sandbox_app.command("build-base")
+@sandbox_app.command("build-base", cls=_Command)
 def build_base_cmd(
-    python: str = typer.Option("3.11", help=f"Python of the image: {', '.join(RELEASES)}"),
+    python: str = typer.Option("3.11", metavar="VERSION", help=f"Python of the image: {', '.join(RELEASES)}."),
 ) -> None:
     """Build the base image from Debian packages (no registry); does nothing when it exists."""
     from sandbox.base_image import build_base
@@ -50,7 +62,8 @@ def base_tag_cmd(
 
 @sandbox_app.command("gc")
 def gc_cmd(
-    force: bool = typer.Option(False, "--force", help="Remove every sandbox container, live or not."),
+    force: bool = typer.Option(False, "--force", metavar="", show_default=False,
+                               help="Remove every sandbox container, live or not. \\[default: off]"),
 ) -> None:
     """Remove sandbox containers left behind by runs that died."""
     from sandbox.docker import gc

@@ -57,8 +57,32 @@ def engine_status() -> tuple[bool, str]:
 
 
 def _short(exc: BaseException) -> str:
+    """`<engine address>: <the OS's reason>`, never the nested reprs docker/requests/urllib3 print."""
+    host = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    cause = _os_cause(exc, set())
+    if cause is not None:
+        return f"{host}: {cause.strerror}"
     text = str(exc).strip().splitlines()
-    return text[-1][:200] if text else type(exc).__name__
+    line = text[-1] if text else type(exc).__name__
+    if "(" in line and ("Error(" in line or "('" in line):  # a nested repr: say only its head
+        line = line.split(":", 1)[0].split("(", 1)[0].strip() or type(exc).__name__
+    return f"{host}: {line[:200]}"
+
+
+def _os_cause(exc: BaseException, seen: set[int]) -> OSError | None:
+    """The innermost OSError with a reason, searched through causes, contexts, `reason` and args."""
+    if id(exc) in seen:
+        return None
+    seen.add(id(exc))
+    nested = [exc.__cause__, exc.__context__, getattr(exc, "reason", None), *getattr(exc, "args", ())]
+    for inner in nested:
+        if isinstance(inner, BaseException):
+            found = _os_cause(inner, seen)
+            if found is not None:
+                return found
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc
+    return None
 
 
 LABEL = "agent.sandbox"

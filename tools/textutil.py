@@ -50,3 +50,12 @@ def number_lines(lines: list[str], first: int, *, width: int = 0) -> str:
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def displayable(text: str) -> str:
+    """Text safe to show and to send as UTF-8: a file name's undecodable bytes become U+FFFD.
+
+    File names are decoded with surrogateescape (os.fsdecode), so any byte sequence round-trips
+    on disk; those surrogates cannot be encoded as UTF-8 in a prompt, a trajectory or a terminal.
+    """
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -6,12 +6,14 @@ exactly which call shows the next part.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from tools.base import Observation, Tool, ToolContext, ToolRefused, relative, resolve_path
-from tools.textutil import cut_line, number_lines
+from tools.textutil import cut_line, displayable, number_lines
 
 BINARY_SNIFF = 8192
 MAX_FILE_BYTES = 20_000_000  # larger files are refused: search them instead
@@ -23,12 +25,38 @@ class ViewArgs(BaseModel):
     end: int | None = Field(default=None, ge=1, description="Last line to show (1-based, inclusive).")
 
 
+def _kind(mode: int) -> str:
+    return ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+
+
+def _regular(full: Path, mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        raise ToolRefused(f"{full.name} is {_kind(mode)}, not a regular file; it cannot be read")
+
+
+def read_bytes(full: Path) -> bytes:
+    """A regular file's bytes; anything else (FIFO, device, socket) is refused without blocking.
+
+    The file is opened non-blocking and checked on the open descriptor, so a FIFO swapped in
+    after a check cannot hang the run (opening a FIFO for reading normally waits for a writer).
+    """
+    _regular(full, os.stat(full).st_mode)  # stat never blocks; the open below is checked again
+    try:
+        fd = os.open(full, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise ToolRefused(f"{full.name}: cannot be opened ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        _regular(full, info.st_mode)
+        if info.st_size > MAX_FILE_BYTES:
+            raise ToolRefused(f"{full.name} is {info.st_size} bytes, too large to read whole; use search on it")
+        return handle.read(MAX_FILE_BYTES + 1)
+
+
 def read_text(full: Path) -> tuple[str | None, bool]:
     """File text (undecodable bytes replaced) and whether it was clean UTF-8; None for a binary file."""
-    size = full.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise ToolRefused(f"{full.name} is {size} bytes, too large to read whole; use search on it")
-    data = full.read_bytes()
+    data = read_bytes(full)
     if b"\x00" in data[:BINARY_SNIFF]:
         return None, False
     try:
@@ -38,7 +66,7 @@ def read_text(full: Path) -> tuple[str | None, bool]:
 
 
 def _entry(p: Path, root: Path) -> str:
-    name = p.name + ("/" if p.is_dir() else "")
+    name = displayable(p.name) + ("/" if p.is_dir() else "")
     if p.is_symlink():
         target = p.resolve()
         if target != root and root not in target.parents:

@@ -8,6 +8,7 @@ from agent.summary.cache import TagCache
 from agent.summary.index import RepoIndex
 from agent.summary.render import Summary, graph_key, render_summary
 from agent.summary.scope import Scope, compute_scope
+from tools.textutil import displayable
 
 
 def summarise(repo: Path | str, tests: list[str], scope_dirs: list[str], tokens: int,
@@ -17,7 +18,12 @@ def summarise(repo: Path | str, tests: list[str], scope_dirs: list[str], tokens:
     root = Path(repo).resolve()
     index = RepoIndex.build(root, cache_dir=cache_dir, want_refs=lambda state: not _has_graph(cache_dir, state))
     scope = compute_scope(root, index, list(tests), traceback, list(scope_dirs), task_text)
-    return index, scope, render_summary(index, scope, tokens)
+    summary = render_summary(index, scope, tokens)
+    # Paths keep undecodable name bytes as surrogates (they must reach the disk unchanged); what is
+    # shown to the model, the trajectory or a terminal must be plain UTF-8.
+    shown = Summary(displayable(summary.repo_part), displayable(summary.task_part),
+                    [displayable(note) for note in summary.notes])
+    return index, scope, shown
 
 
 def summary_for(repo: Path | str, tests: list[str], scope_dirs: list[str], tokens: int,

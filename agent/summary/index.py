@@ -106,7 +106,7 @@ class RepoIndex:
 
         digest = hashlib.sha1()
         for path in sorted(self._keys):
-            digest.update(f"{path}\0{self._keys[path]}\n".encode())
+            digest.update(f"{path}\0{self._keys[path]}\n".encode("utf-8", "surrogateescape"))
         return digest.hexdigest()
 
     def outline(self, relpath: str) -> str | None:

@@ -24,6 +24,15 @@ BASE_PATHS = ("/api/paas/v4", "/api/coding/paas/v4")
 FLAVORS = ("zai", "vllm", "sglang")
 
 
+# A request that allows one output token gets that token, as the real service answers it: a scripted
+# turn cannot fit in one token, so a probe (the preflight's key and endpoint check) consumes none.
+PROBE_TURN: Turn = {"content": "P", "finish_reason": "length"}
+
+
+def is_probe(body: Any) -> bool:
+    return isinstance(body, dict) and body.get("max_tokens") == 1 and not body.get("tools")
+
+
 def effective_effort(body: dict[str, Any], flavor: str) -> str:
     """off | high | max as the server would run it (glm-api.md §7: unset and aliases → max)."""
     if flavor == "zai":
@@ -139,6 +148,7 @@ class FakeGLM:
         self._requests: list[dict[str, Any]] = []
         self._headers: list[dict[str, str]] = []
         self._billed: list[dict[str, Any]] = []  # per answered request: usage billed, frames planned and sent
+        self._probes: list[dict[str, Any]] = []
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -185,6 +195,12 @@ class FakeGLM:
             return list(self._requests)
 
     @property
+    def probes(self) -> list[dict[str, Any]]:
+        """Every one-token probe received (`agent fix`'s preflight), in order; not in `requests`."""
+        with self._lock:
+            return list(self._probes)
+
+    @property
     def request_headers(self) -> list[dict[str, str]]:
         with self._lock:
             return list(self._headers)
@@ -212,10 +228,14 @@ class FakeGLM:
             body: Any = json.loads(raw or b"null")
         except ValueError:
             body = None
+        probe = is_probe(body)
         with self._lock:
             recorded = body if isinstance(body, dict) else {"_raw": raw.decode("utf-8", "replace")}
-            self._requests.append(recorded)
-            self._headers.append({k.lower(): v for k, v in h.headers.items()})
+            if probe:
+                self._probes.append(recorded)
+            else:
+                self._requests.append(recorded)
+                self._headers.append({k.lower(): v for k, v in h.headers.items()})
         answer = check_auth(h.headers.get("Authorization"), self.api_key) or check_body(body, self.models)
         if answer:
             h._json(*answer)
@@ -225,7 +245,7 @@ class FakeGLM:
         if prompt_tokens > self.context_window:
             h._json(*OVERFLOW[self.overflow_code])
             return
-        turn = self.script.next(body)
+        turn = PROBE_TURN if probe else self.script.next(body)
         if turn.get("delay"):
             time.sleep(float(turn["delay"]))
         headers: dict[str, str] = {}
@@ -242,7 +262,7 @@ class FakeGLM:
             return
         effort = effective_effort(body, self.flavor)
         headers["x-fake-effective-effort"] = effort
-        cached = self.cache.hit_and_store(text)
+        cached = 0 if probe else self.cache.hit_and_store(text)
         stream = body.get("stream") is True
         tool_stream = stream and (self.flavor != "zai" or body.get("tool_stream") is True)
         include_usage = self.flavor == "zai" or bool((body.get("stream_options") or {}).get("include_usage"))
