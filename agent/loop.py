@@ -181,8 +181,12 @@ class Loop:
             self.trajectory.event("request", turn=self.budget.turns + 1, mode=decision.mode, reason="resend",
                                   prompt_estimate=attempts.prompt, max_tokens=allowance, messages=messages)
             self._sent = len(messages)
-            completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
-                                              budget=attempts)
+            try:
+                completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
+                                                  budget=attempts)
+            except ContextOverflowError as again:
+                raise BudgetExhausted("context", f"the API still reports a context overflow after compaction "
+                                                 f"({again})") from None
         if not completion.extra.get("usage_estimated"):
             self._count(messages, self._sent, completion.usage.prompt_tokens)
         if self._prompt_before_compaction is not None:
