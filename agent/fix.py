@@ -59,7 +59,7 @@ def make_sandbox(settings: Settings, worktree: Path, user_repo: Path, log: Calla
     if kind == "local":
         from sandbox.local import LocalSandbox
 
-        return LocalSandbox(worktree, read_only=read_only, env_root=user_repo)
+        return LocalSandbox(worktree, read_only=read_only, env_root=user_repo, python=settings.sandbox.python)
     if kind != "docker":
         raise BadInput(f"unknown sandbox {kind!r}: use docker or local")
     from sandbox.docker import DockerSandbox
@@ -69,6 +69,23 @@ def make_sandbox(settings: Settings, worktree: Path, user_repo: Path, log: Calla
     image = ensure_environment(worktree, settings.sandbox.python, settings.sandbox.setup, log=log)
     return DockerSandbox(worktree, image=image, read_only=read_only, memory=settings.sandbox.memory,
                          cpus=settings.sandbox.cpus, pids=settings.sandbox.pids)
+
+
+def sandbox_isolation(kind: str) -> str:
+    """What isolates commands: "docker", "bubblewrap", or "none (why)" for a local run without it."""
+    if kind != "local":
+        return kind
+    from sandbox.bwrap import find_bwrap
+
+    return find_bwrap()[1]
+
+
+def sandbox_label(kind: str) -> str:
+    """The run line's `sandbox ...`: `local (bubblewrap)`, `local (unisolated: why)`, or the kind."""
+    isolation = sandbox_isolation(kind)
+    if kind != "local":
+        return kind
+    return f"local ({isolation})" if isolation == "bubblewrap" else f"local (unisolated: {isolation[6:-1]})"
 
 
 def _summarise(worktree: Path, task: Task, traceback: str, scopes: list[str], tokens: int,
@@ -128,7 +145,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     trajectory.event("start", task=task.text, targets=task.targets, branch=worktree.branch,
                      base_commit=worktree.base_commit, model=settings.model.name, base_url=settings.model.base_url,
                      profile=settings.model.profile, sandbox=settings.sandbox.kind)
-    progress(f"run {run_dir.name} · branch {worktree.branch} · sandbox {settings.sandbox.kind}")
+    progress(f"run {run_dir.name} · branch {worktree.branch} · sandbox {sandbox_label(settings.sandbox.kind)}")
 
     test_command = shlex.split(settings.sandbox.test_command)
     timeout = float(settings.sandbox.test_timeout)
@@ -144,6 +161,8 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     try:
         sandbox = make_sandbox(settings, worktree.path, user_root, progress)
         sandbox.start()
+        if hasattr(sandbox, "describe"):
+            progress(f"{sandbox.kind} sandbox: {sandbox.describe()}")
         baseline = run_pytest(sandbox, selection, test_command, timeout)
         trajectory.event("test_run", purpose="reproduce", run=baseline.to_dict())
         if task.targets:
@@ -222,7 +241,8 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     gitops.release_worktree(repo, worktree)  # the branch stays; the user can check it out
     report = build_report(
         task=task, outcome=outcome, worktree=worktree, commit=commit, patch=patch, budget=budget,
-        baseline=baseline, final=final, run_dir=run_dir, sandbox_kind=settings.sandbox.kind, notes=notes,
+        baseline=baseline, final=final, run_dir=run_dir, sandbox_kind=settings.sandbox.kind,
+        sandbox_isolation=sandbox_isolation(settings.sandbox.kind), notes=notes,
         elapsed=time.monotonic() - started)
     write_report(run_dir, report)
     trajectory.event("stop", status=report["status"], stop_reason=report["stop_reason"], usage=report["usage"],
