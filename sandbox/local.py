@@ -142,8 +142,8 @@ class LocalSandbox(Sandbox):
         `isolate=False`: never use bubblewrap (the evals grader, tests of the unisolated path)."""
         super().__init__(root, read_only=read_only)
         self.max_output_bytes = max_output_bytes
-        self.python, self.venv, self.python_source = repo_python(
-            Path(env_root) if env_root is not None else self.root, configured=python)
+        self.env_root = Path(env_root) if env_root is not None else self.root
+        self.python, self.venv, self.python_source = repo_python(self.env_root, configured=python)
         self.hide = [*agent_private_dirs(), *(hide or [])]
         self.extra_env = dict(extra_env or {})
         self.bwrap, self.isolation = find_bwrap() if isolate else (None, "none (turned off by the caller)")
@@ -175,7 +175,8 @@ class LocalSandbox(Sandbox):
             raise SandboxError(f"{self.root}: not a directory")
         if self.isolated and self._plan is None:
             self._private = Path(tempfile.mkdtemp(prefix="agent-bwrap-"))
-            needed = [p for p in (self.venv, Path(self.python).resolve().parent.parent) if p is not None]
+            # Visible (read-only) even under the private /tmp: the user's checkout, its venv, the interpreter.
+            needed = [p for p in (self.env_root, self.venv, Path(self.python).resolve().parent.parent) if p]
             self._plan = make_plan(self.bwrap, self.root, writable=not self.read_only, scratch=self._private,
                                    needed=needed, hide=self.hide)
         if self.read_only and not self.isolated and self._scratch is None:

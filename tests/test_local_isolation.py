@@ -84,9 +84,12 @@ def test_nothing_outside_the_worktree_is_writable(layout, tmp_path):
     targets = [layout["user"] / "escape.txt", layout["home"] / "escape.txt", tmp_path / "escape.txt",
                Path(sys.prefix) / "escape.txt"]
     script = "; ".join(f"echo x > {t} 2>/dev/null && echo wrote {t}" for t in targets)
-    done = run_in(layout, script + "; echo inside > made-here.txt; echo /tmp-private > /tmp/scratch.txt")
-    assert f"wrote {targets[-1]}" not in done.stdout  # refused; those under /tmp land in its private tmpfs
-    assert not any(t.exists() for t in targets)
+    try:
+        done = run_in(layout, script + "; echo inside > made-here.txt; echo /tmp-private > /tmp/scratch.txt")
+        assert f"wrote {targets[-1]}" not in done.stdout  # refused; those under /tmp land in its private tmpfs
+        assert not any(t.exists() for t in targets)
+    finally:
+        targets[-1].unlink(missing_ok=True)
     assert (layout["worktree"] / "made-here.txt").read_text() == "inside\n"  # the worktree is writable
 
 
