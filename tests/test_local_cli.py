@@ -77,12 +77,12 @@ def test_repo_code_cannot_read_the_key_or_the_checkout_token(tmp_path, agent_env
         result = run_cli(fix_args(repo, server), agent_env)
     assert result.code == 0, result.stderr
     report = result.report
-    assert "sandbox local (bubblewrap)" in result.stderr and report["sandbox_isolation"] == "bubblewrap"
     leak = branch_file(repo, report["branch"], "leak.txt")
     assert leak.startswith("probe ran; environ files read: ")  # the attack ran and its output was committed
     assert TEST_KEY not in leak and TEST_KEY not in report["patch"]
     assert TOKEN not in leak and "extraheader" not in leak
     assert TOKEN not in report["patch"]
+    assert "sandbox local (bubblewrap)" in result.stderr and report["sandbox_isolation"] == "bubblewrap"
 
 
 @needs_bwrap
