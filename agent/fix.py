@@ -163,6 +163,10 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         sandbox.start()
         if hasattr(sandbox, "describe"):
             progress(f"{sandbox.kind} sandbox: {sandbox.describe()}")
+        foreign = sandbox.foreign_imports() if hasattr(sandbox, "foreign_imports") else []
+        if foreign:
+            raise EnvironmentProblem("the project does not import from the worktree: " + "; ".join(
+                f"{name} from {where}" for name, where in foreign))
         baseline = run_pytest(sandbox, selection, test_command, timeout)
         trajectory.event("test_run", purpose="reproduce", run=baseline.to_dict())
         if task.targets:

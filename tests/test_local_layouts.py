@@ -154,9 +154,26 @@ def test_foreign_imports_names_a_package_imported_from_elsewhere(tmp_path, monke
     with LocalSandbox(worktree, env_root=user) as box:
         assert box.foreign_imports() == []  # the editable .pth loses to the worktree's src/
         assert "imports the worktree first: ., src/" in box.describe()
+    init = install_first_finder(user)
+    with LocalSandbox(worktree, env_root=user) as box:
+        assert box.foreign_imports() == [("calc", init)]
+
+
+def install_first_finder(user: Path) -> str:
+    """Put a finder at sys.meta_path[0] in the user's .venv that maps `calc` to the checkout; returns its file."""
     site = next((user / ".venv" / "lib").glob("python*/site-packages"))
     pkg = user / "src" / "calc"
     (site / "first_finder.py").write_text(FINDER_FIRST.format(init=str(pkg / "__init__.py"), pkg=str(pkg)))
     (site / "first_finder.pth").write_text("import first_finder\n")
-    with LocalSandbox(worktree, env_root=user) as box:
-        assert box.foreign_imports() == [("calc", str(pkg / "__init__.py"))]
+    return str(pkg / "__init__.py")
+
+
+def test_fix_stops_when_the_project_imports_from_elsewhere(tmp_path, agent_env):
+    repo = make_sample_repo(tmp_path / "calc", project_files("src"))
+    pip_install(make_venv(repo / ".venv"), repo, editable=True)
+    init = install_first_finder(repo)
+    with FakeGLM(turns=script("src"), api_key=TEST_KEY) as server:
+        result = run_cli(fix_args(repo, server, task=TARGET), agent_env)
+    assert result.code == 3, result.stderr
+    assert f"the project does not import from the worktree: calc from {init}" in result.stderr
+    assert result.report["usage"]["input_tokens"] == 0  # stopped before any model call
