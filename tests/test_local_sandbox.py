@@ -85,6 +85,21 @@ def test_environment_has_no_agent_secrets(box, monkeypatch):
     assert "PYTHONDONTWRITEBYTECODE=1" in result.stdout.splitlines()
 
 
+def test_environment_is_an_allowlist(tmp_path, monkeypatch):
+    """A secret under a name nobody listed (a CI's deploy key, a cloud token) does not pass either."""
+    for name in ("DEPLOY_KEY", "AWS_SECRET_ACCESS_KEY", "ACTIONS_RUNTIME_TOKEN", "PYTHONSTARTUP", "PYTHONPATH"):
+        monkeypatch.setenv(name, f"/leak/{name}")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    (tmp_path / "src").mkdir()
+    for isolate in (True, False):
+        box = LocalSandbox(tmp_path, isolate=isolate, extra_env={"PYTEST_ADDOPTS": "-q"})
+        env = dict(line.split("=", 1) for line in box.exec(["env"], timeout=10).stdout.splitlines() if "=" in line)
+        box.stop()
+        assert not any("/leak/" in value for value in env.values())
+        assert env["LC_ALL"] == "C.UTF-8" and env["PYTEST_ADDOPTS"] == "-q"
+        assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path.resolve()), str((tmp_path / "src").resolve())]
+
+
 def test_timeout_kills_the_whole_process_group(box, tmp_path):
     marker = f"sleeper-{os.getpid()}-{time.monotonic_ns()}"
     code = f"import time; time.sleep(1000)  # {marker}"
