@@ -11,6 +11,7 @@ SUDO=""
 missing=""
 command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing="$missing debootstrap"
+command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"  # the local sandbox's isolation
 if [ -n "$missing" ]; then
     echo "setup-docker: installing$missing" >&2
     $SUDO apt-get update -qq

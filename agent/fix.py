@@ -60,7 +60,7 @@ def make_sandbox(settings: Settings, worktree: Path, user_repo: Path, log: Calla
     if kind == "local":
         from sandbox.local import LocalSandbox
 
-        return LocalSandbox(worktree, read_only=read_only, env_root=user_repo)
+        return LocalSandbox(worktree, read_only=read_only, env_root=user_repo, python=settings.sandbox.python)
     if kind != "docker":
         raise BadInput(f"unknown sandbox {kind!r}: use docker or local")
     from sandbox.docker import DockerSandbox
@@ -70,6 +70,23 @@ def make_sandbox(settings: Settings, worktree: Path, user_repo: Path, log: Calla
     image = ensure_environment(worktree, settings.sandbox.python, settings.sandbox.setup, log=log)
     return DockerSandbox(worktree, image=image, read_only=read_only, memory=settings.sandbox.memory,
                          cpus=settings.sandbox.cpus, pids=settings.sandbox.pids)
+
+
+def sandbox_isolation(kind: str) -> str:
+    """What isolates commands: "docker", "bubblewrap", or "none (why)" for a local run without it."""
+    if kind != "local":
+        return kind
+    from sandbox.bwrap import find_bwrap
+
+    return find_bwrap()[1]
+
+
+def sandbox_label(kind: str) -> str:
+    """The run line's `sandbox ...`: `local (bubblewrap)`, `local (unisolated: why)`, or the kind."""
+    isolation = sandbox_isolation(kind)
+    if kind != "local":
+        return kind
+    return f"local ({isolation})" if isolation == "bubblewrap" else f"local (unisolated: {isolation[6:-1]})"
 
 
 def _summarise(worktree: Path, task: Task, traceback: str, scopes: list[str], tokens: int,
@@ -135,7 +152,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     trajectory.event("start", task=task.text, targets=task.targets, branch=worktree.branch,
                      base_commit=worktree.base_commit, model=settings.model.name, base_url=settings.model.base_url,
                      profile=settings.model.profile, sandbox=settings.sandbox.kind)
-    progress(f"run {run_dir.name} · branch {worktree.branch} · sandbox {settings.sandbox.kind}")
+    progress(f"run {run_dir.name} · branch {worktree.branch} · sandbox {sandbox_label(settings.sandbox.kind)}")
 
     test_command = shlex.split(settings.sandbox.test_command)
     timeout = float(settings.sandbox.test_timeout)
@@ -151,6 +168,12 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     try:
         sandbox = make_sandbox(settings, worktree.path, user_root, progress)
         sandbox.start()
+        if hasattr(sandbox, "describe"):
+            progress(f"{sandbox.kind} sandbox: {sandbox.describe()}")
+        foreign = sandbox.foreign_imports() if hasattr(sandbox, "foreign_imports") else []
+        if foreign:
+            raise reproduce.ReproductionProblem("the project does not import from the worktree: " + "; ".join(
+                f"{name} from {where}" for name, where in foreign))
         baseline = run_pytest(sandbox, selection, test_command, min(timeout, budget.seconds_left()))
         trajectory.event("test_run", purpose="reproduce", run=baseline.to_dict())
         if baseline.timed_out and budget.seconds_left() <= 0:
@@ -182,7 +205,7 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         factory = options.client_factory or default_client
         client = factory(settings, api_key)
         loop = Loop(
-            client=client, tools=fix_tools(shell=getattr(sandbox, "isolated", sandbox.kind == "docker")),
+            client=client, tools=fix_tools(shell=sandbox_isolation(settings.sandbox.kind) in ("docker", "bubblewrap")),
             ctx=ctx, budget=budget,
             policy=Policy(settings.policy, forced_mode=options.mode, default_mode=settings.model.default_mode),
             trajectory=trajectory,
@@ -235,7 +258,8 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     branch_dropped = commit is None and gitops.drop_branch_if_unused(repo, worktree)  # no commit, no branch
     report = build_report(
         task=task, outcome=outcome, worktree=worktree, commit=commit, patch=patch, budget=budget,
-        baseline=baseline, final=final, run_dir=run_dir, sandbox_kind=settings.sandbox.kind, notes=notes,
+        baseline=baseline, final=final, run_dir=run_dir, sandbox_kind=settings.sandbox.kind,
+        sandbox_isolation=sandbox_isolation(settings.sandbox.kind), notes=notes,
         elapsed=time.monotonic() - started)
     if branch_dropped:
         report["branch"] = None

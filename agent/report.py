@@ -44,7 +44,8 @@ def spend(budget: Budget, outcome: LoopOutcome) -> dict[str, Any]:
 
 def build_report(*, task: Task, outcome: LoopOutcome, worktree: Worktree, commit: str | None, patch: str,
                  budget: Budget, baseline: TestRun | None, final: TestRun | None, run_dir: Path,
-                 sandbox_kind: str, notes: list[str], elapsed: float) -> dict[str, Any]:
+                 sandbox_kind: str, notes: list[str], elapsed: float,
+                 sandbox_isolation: str | None = None) -> dict[str, Any]:
     return {
         "status": outcome.status,
         "stop_reason": outcome.stop_reason,
@@ -60,6 +61,7 @@ def build_report(*, task: Task, outcome: LoopOutcome, worktree: Worktree, commit
         "tests": {"target": task.targets, "before": _tests(baseline, task.targets),
                   "after": _tests(final, task.targets)},
         "sandbox": sandbox_kind,
+        "sandbox_isolation": sandbox_isolation or sandbox_kind,
         "elapsed_seconds": round(elapsed, 2),
         "notes": notes,
         "run_dir": str(run_dir),

@@ -3,6 +3,7 @@
 Run: `python -m evals.bench_sandbox [--repeats N] [--projects attrs more-itertools] [--keep-images]`.
 Needs a running engine and the base image (`agent sandbox build-base`); the project builds reach
 PyPI through the host's pip configuration, like any environment build.
+`--local` measures only the local sandbox: bubblewrap against unisolated, per command.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sandbox.base_image import base_image_status
 from sandbox.docker import DockerSandbox
 from sandbox.engine import ensure_engine
 from sandbox.environment import ensure_environment, environment_status
+from sandbox.local import LocalSandbox
 
 GOALS = {"overhead_ms": 150.0, "start_s": 1.5}
 PYTEST = ["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"]
@@ -74,6 +76,30 @@ def bench_overhead(image: str, repeats: int) -> dict[str, float]:
     local_s, box_s = statistics.median(local_times), statistics.median(box_times)
     return {"local_ms": local_s * 1e3, "container_ms": box_s * 1e3, "overhead_ms": (box_s - local_s) * 1e3,
             "exec_true_ms": statistics.median(noop) * 1e3}
+
+
+def bench_local(repeats: int) -> dict[str, float]:
+    """Medians of a bare `true` and a 50-test pytest run in the local sandbox, unisolated and under bwrap."""
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = sample_repo(Path(tmp) / "repo")
+        cmd = ["env", "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1", sys.executable, *PYTEST[1:]]
+        for name, isolate in (("plain", False), ("bwrap", True)):
+            with LocalSandbox(repo, isolate=isolate) as box:
+                if isolate and not box.isolated:
+                    raise SystemExit(f"bubblewrap unavailable: {box.isolation}")
+                box.exec(cmd, 120)
+                out[f"{name}_true_ms"] = statistics.median(timed(lambda: box.exec(["true"], 10), repeats)) * 1e3
+                out[f"{name}_pytest_ms"] = statistics.median(timed(lambda: box.exec(cmd, 120), repeats)) * 1e3
+    return out
+
+
+def print_local(repeats: int) -> None:
+    o = bench_local(repeats)
+    print(f"local sandbox ({repeats} repeats, medians): `true` plain {o['plain_true_ms']:.1f} ms, "
+          f"bwrap {o['bwrap_true_ms']:.1f} ms (+{o['bwrap_true_ms'] - o['plain_true_ms']:.1f} ms); "
+          f"pytest (50 tests) plain {o['plain_pytest_ms']:.0f} ms, bwrap {o['bwrap_pytest_ms']:.0f} ms "
+          f"(+{o['bwrap_pytest_ms'] - o['plain_pytest_ms']:.0f} ms)")
 
 
 def bench_start(image: str, repeats: int) -> dict[str, float]:
@@ -134,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default="3.11")
     parser.add_argument("--projects", nargs="*", default=["attrs", "more-itertools"])
     parser.add_argument("--keep-images", action="store_true")
+    parser.add_argument("--local", action="store_true", help="only the local sandbox (no engine needed)")
     args = parser.parse_args(argv)
+    if args.local:
+        print_local(args.repeats)
+        return 0
 
     exists, base = base_image_status(args.python)
     if not exists:

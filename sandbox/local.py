@@ -1,15 +1,21 @@
-"""Run commands on the host, in the repository's own Python environment.
+"""Run commands on the host, in the repository's own Python environment, isolated where possible.
 
 The local sandbox is the no-Docker path: a subprocess per command, in its own
 process group so a timeout kills everything the command spawned (a test that
 forks a sleeper must not outlive the run), with output kept bounded in memory.
-A host process cannot be denied writes to the worktree, so in read-only mode the
-commands run in a scratch copy of it (without .git and virtualenvs), removed at stop.
+Each command runs under bubblewrap when it works here (sandbox/bwrap.py says what
+that hides); otherwise unisolated, and `isolation` says so for the run line and
+the report. The child environment is an allowlist, and PYTHONPATH puts the
+worktree's import roots first (sandbox/importroots.py), so the code under test is
+the worktree's. Read-only mode binds the worktree read-only under bubblewrap;
+unisolated, it runs in a scratch copy (without .git and virtualenvs), removed at stop.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,36 +28,52 @@ from pathlib import Path
 from typing import IO
 
 from sandbox.base import ExecResult, Sandbox, SandboxError
+from sandbox.bwrap import Plan, find_bwrap, make_plan
+from sandbox.importroots import CHECK_CODE, import_roots, top_level_packages
 
-# Credentials of the agent itself; code the model wrote must not be able to read them.
-SECRET_ENV = ("GLM_API_KEY", "ZAI_API_KEY", "GITHUB_TOKEN", "GH_TOKEN",
-              "ACTIONS_RUNTIME_TOKEN", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
 READER_GRACE = 3.0  # seconds to wait for pipes a detached grandchild may still hold open
 SCRATCH_SKIP = (".git", ".venv", "venv", "__pycache__", "node_modules", ".tox", ".nox", ".mypy_cache",
                 ".pytest_cache", ".ruff_cache")
+# The child's environment: these names from ours (plus LC_*), nothing else; secrets never match.
+PASS_ENV = {"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR", "VIRTUAL_ENV",
+            "PYTHONHASHSEED", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONWARNINGS", "PYTHONFAULTHANDLER",
+            "PYTHONDEVMODE", "PYTHONUNBUFFERED", "PYTHONNOUSERSITE", "PYTHONTRACEMALLOC"}
 
 
-def repo_python(root: Path, environ: dict[str, str] | None = None) -> tuple[str, Path | None]:
-    """The interpreter that runs the repo's code, and its venv dir if it lives in one.
+def agent_private_dirs(environ: dict[str, str] | None = None) -> list[Path]:
+    """The agent's own state a command must not see: its home (other runs) and its config dir."""
+    env = os.environ if environ is None else environ
+    home = Path(env.get("HOME") or Path.home())
+    agent_home = Path(env.get("AGENT_HOME") or home / ".local" / "share" / "agent")
+    config = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "agent"
+    return [agent_home, config]
 
-    Order (DESIGN.md): an active virtualenv, the repo's `.venv/`, `python3`/`python`
-    on PATH; the agent's own interpreter only when there is nothing else.
+
+def repo_python(root: Path, environ: dict[str, str] | None = None,
+                configured: str | None = None) -> tuple[str, Path | None, str]:
+    """The interpreter that runs the repo's code, its venv dir if it lives in one, and where it came from.
+
+    Order (DESIGN.md): the repo's `.venv/` (in the user's checkout), the active virtualenv
+    (which may also hold the agent), `[sandbox] python` (a path, a name, or a version like
+    "3.11" meaning `python3.11`), `python3`/`python` on PATH; the agent's own interpreter last.
     """
     env = os.environ if environ is None else environ
-    active = env.get("VIRTUAL_ENV")
-    if active:
-        exe = Path(active) / "bin" / "python"
-        if os.access(exe, os.X_OK):
-            return str(exe), Path(active)
     local = Path(root) / ".venv"
-    exe = local / "bin" / "python"
-    if os.access(exe, os.X_OK):
-        return str(exe), local.resolve()
+    if os.access(local / "bin" / "python", os.X_OK):
+        return str(local / "bin" / "python"), local.resolve(), "repo .venv"
+    active = env.get("VIRTUAL_ENV")
+    if active and os.access(Path(active) / "bin" / "python", os.X_OK):
+        return str(Path(active) / "bin" / "python"), Path(active), "active virtualenv"
+    if configured:
+        name = f"python{configured}" if re.fullmatch(r"\d+(\.\d+)*", configured) else configured
+        found = shutil.which(name, path=env.get("PATH"))
+        if found:
+            return found, None, "[sandbox] python"
     for name in ("python3", "python"):
         found = shutil.which(name, path=env.get("PATH"))
         if found:
-            return found, None
-    return sys.executable, None
+            return found, None, f"{name} on PATH"
+    return sys.executable, None, "the agent's interpreter"
 
 
 class _BoundedReader(threading.Thread):
@@ -111,22 +133,53 @@ class LocalSandbox(Sandbox):
     kind = "local"
 
     def __init__(self, root: Path, *, read_only: bool = False, env_root: Path | None = None,
-                 max_output_bytes: int = 2_000_000) -> None:
-        """`env_root`: where the repo's `.venv` is (the user's checkout when `root` is a worktree)."""
+                 max_output_bytes: int = 2_000_000, python: str | None = None,
+                 hide: list[Path] | None = None, extra_env: dict[str, str] | None = None,
+                 isolate: bool = True) -> None:
+        """`env_root`: where the repo's `.venv` is (the user's checkout when `root` is a worktree);
+        `python`: `[sandbox] python`; `hide`: more paths commands must not see (besides the agent's
+        home and config dir); `extra_env`: variables the caller passes on explicitly;
+        `isolate=False`: never use bubblewrap (the evals grader, tests of the unisolated path)."""
         super().__init__(root, read_only=read_only)
         self.max_output_bytes = max_output_bytes
-        self.python, self.venv = repo_python(Path(env_root) if env_root is not None else self.root)
-        self._scratch: Path | None = None
+        self.env_root = Path(env_root) if env_root is not None else self.root
+        self.python, self.venv, self.python_source = repo_python(self.env_root, configured=python)
+        self.hide = [*agent_private_dirs(), *(hide or [])]
+        self.extra_env = dict(extra_env or {})
+        self.bwrap, self.isolation = find_bwrap() if isolate else (None, "none (turned off by the caller)")
+        self._scratch: Path | None = None  # read-only copy of the worktree (unisolated only)
+        self._private: Path | None = None  # replacement files for bubblewrap's mounts
+        self._plan: Plan | None = None
+
+    @property
+    def isolated(self) -> bool:
+        return self.bwrap is not None
 
     @property
     def cwd(self) -> Path:
-        """Where commands run: the worktree, or its scratch copy in read-only mode."""
+        """Where commands run: the worktree, or its scratch copy in unisolated read-only mode."""
         return self._scratch / self.root.name if self._scratch is not None else self.root
+
+    def import_roots(self) -> list[Path]:
+        """The worktree's import roots as commands see them (in the scratch copy when there is one)."""
+        return import_roots(self.cwd)
+
+    def describe(self) -> str:
+        """One line for the run line: the interpreter, where it came from, and what is imported first."""
+        roots = [p.relative_to(self.cwd.resolve()).as_posix() or "." for p in self.import_roots()]
+        roots = ["." if r == "." else r + "/" for r in roots]
+        return f"python {self.python} ({self.python_source}); imports the worktree first: {', '.join(roots)}"
 
     def start(self) -> None:
         if not self.root.is_dir():
             raise SandboxError(f"{self.root}: not a directory")
-        if self.read_only and self._scratch is None:
+        if self.isolated and self._plan is None:
+            self._private = Path(tempfile.mkdtemp(prefix="agent-bwrap-"))
+            # Visible (read-only) even under the private /tmp: the user's checkout, its venv, the interpreter.
+            needed = [p for p in (self.env_root, self.venv, Path(self.python).resolve().parent.parent) if p]
+            self._plan = make_plan(self.bwrap, self.root, writable=not self.read_only, scratch=self._private,
+                                   needed=needed, hide=self.hide)
+        if self.read_only and not self.isolated and self._scratch is None:
             scratch = Path(tempfile.mkdtemp(prefix="agent-readonly-"))
             try:
                 shutil.copytree(self.root, scratch / self.root.name, symlinks=True,
@@ -137,26 +190,63 @@ class LocalSandbox(Sandbox):
             self._scratch = scratch
 
     def stop(self) -> None:
-        """Each exec cleans up its own process group; only a read-only scratch copy is left to remove."""
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
-            self._scratch = None
+        """Each exec cleans up its own process group; only the scratch copy and mount files are left."""
+        for attr in ("_scratch", "_private"):
+            path = getattr(self, attr)
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+                setattr(self, attr, None)
+        self._plan = None
 
     def environment(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in SECRET_ENV}
+        """An allowlist of our variables, the venv, PYTHONPATH = the import roots, and the caller's extras."""
+        env = {k: v for k, v in os.environ.items() if k in PASS_ENV or k.startswith("LC_")}
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in self.import_roots())
         if self.venv is not None:
             env["VIRTUAL_ENV"] = str(self.venv)
             env["PATH"] = str(self.venv / "bin") + os.pathsep + env.get("PATH", "")
+        if self.isolated:
+            env["TMPDIR"] = "/tmp"  # the private tmpfs; the host's TMPDIR is read-only inside
+        env.update(self.extra_env)
         return env
 
     def argv(self, command: list[str]) -> list[str]:
         if command and command[0] == "python":
-            return [self.python, *command[1:]]
+            command = [self.python, *command[1:]]
+        if self._plan is not None:
+            return self._plan.argv(list(command), self.cwd)
         return list(command)
 
+    def foreign_imports(self, timeout: float = 60) -> list[tuple[str, str]]:
+        """The project's top-level packages that would not import from the worktree, with where they
+        would import from instead ("not found" when nowhere); empty when all come from the worktree.
+
+        Run in the sandbox with the test command's interpreter and environment, so an editable
+        install or an installed release that wins there is caught before any model call.
+        """
+        names = top_level_packages(self.cwd, self.import_roots())
+        if not names:
+            return []
+        result = self.exec(["python", "-c", CHECK_CODE, *names], timeout)
+        try:
+            found = json.loads(result.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            line = (result.output.strip().splitlines() or [f"exit {result.exit_code}"])[-1]
+            return [(name, f"the import check did not run: {line}") for name in names]
+        root = self.cwd.resolve()
+        bad = []
+        for name in names:
+            where = found.get(name)
+            if where is None:
+                bad.append((name, "not found"))
+            elif where.startswith("error: ") or not Path(where).resolve().is_relative_to(root):
+                bad.append((name, where))
+        return bad
+
     def exec(self, command: list[str], timeout: float) -> ExecResult:
-        if self.read_only and self._scratch is None:
+        if (self.isolated and self._plan is None) or (self.read_only and self.cwd == self.root
+                                                      and not self.isolated):
             self.start()
         if not command:
             raise ValueError("empty command")

@@ -60,11 +60,12 @@ class TestGroup:
         assert True
 '''
 
-TEST_HANG = '''import subprocess, time
+HANG_MARKER = "hang-child-7d1e"  # found in the host's /proc: a pid written inside a pid namespace means nothing
+TEST_HANG = f'''import subprocess, sys, time
 
 
 def test_hangs():
-    child = subprocess.Popen(["sleep", "1000"])
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1000)  # {HANG_MARKER}"])
     with open("child.pid", "w") as f:
         f.write(str(child.pid))
     time.sleep(1000)
@@ -164,18 +165,24 @@ def test_timeout_kills_the_test_and_its_child(box: LocalSandbox, repo: Path):
     started = time.monotonic()
     run = run_pytest(box, ["hang/test_hang.py"], CMD, 4)
     assert run.timed_out and not run.collected_none and time.monotonic() - started < 15
-    pid = int((repo / "child.pid").read_text())
+    assert (repo / "child.pid").is_file()  # the child was started
     deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+    while time.monotonic() < deadline and _running(HANG_MARKER):
         time.sleep(0.05)
-    assert not Path(f"/proc/{pid}").exists() or _state(pid) == "Z"
+    assert not _running(HANG_MARKER)
 
 
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return "gone"
+def _running(marker: str) -> list[str]:
+    """Host pids (not zombies) whose command line holds `marker`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and marker.encode() in (proc / "cmdline").read_bytes() \
+                    and (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                found.append(proc.name)
+        except OSError:
+            pass
+    return found
 
 
 # --- the tool -------------------------------------------------------------------------------------
