@@ -10,7 +10,7 @@ from pathlib import Path
 from agent import gitops
 from agent.config import Settings, load_settings
 from agent.errors import EnvironmentProblem
-from agent.fix import api_key_from_env
+from agent.run_context import api_key_from_env
 
 Check = tuple[str, bool, str]
 

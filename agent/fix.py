@@ -7,31 +7,24 @@ is lost and the user always gets an account of what happened and what it cost.
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent import gitops, integrity, reproduce
-from agent.budget import Budget, usd_prices
 from agent.config import Settings, load_settings
-from agent.errors import EXIT_INTERRUPTED, BadInput, EnvironmentProblem
-from agent.loop import Loop, LoopOutcome
-from agent.model.errors import ModelError
-from agent.policy import Policy
+from agent.errors import BadInput
+from agent.loop import LoopOutcome
 from agent.preflight import preflight
 from agent.prompting import render
-from agent.report import build_report, exit_code_for, write_report
-from agent.runs import cache_dir, new_run_dir, write_private
+from agent.report import build_report
+from agent.run_context import RunContext, sandbox_isolation, sandbox_label
+from agent.runs import cache_dir, write_private
 from agent.task import Task
-from agent.trajectory import Trajectory
 from agent.verify import Verification, verify
-from sandbox.base import Sandbox, SandboxError
 from tools.base import ToolContext, ToolLimits
 from tools.registry import fix_tools
 from tools.testing import TestRun, is_test_file, run_pytest
@@ -48,45 +41,6 @@ class FixOptions:
     allow_test_edits: bool = False
     api_key: str | None = None
     client_factory: Callable[[Settings, str | None], Any] | None = None
-
-
-def api_key_from_env() -> str | None:
-    return os.environ.get("GLM_API_KEY") or os.environ.get("ZAI_API_KEY") or None
-
-
-def make_sandbox(settings: Settings, worktree: Path, user_repo: Path, log: Callable[[str], None],
-                 read_only: bool = False) -> Sandbox:
-    kind = settings.sandbox.kind
-    if kind == "local":
-        from sandbox.local import LocalSandbox
-
-        return LocalSandbox(worktree, read_only=read_only, env_root=user_repo, python=settings.sandbox.python)
-    if kind != "docker":
-        raise BadInput(f"unknown sandbox {kind!r}: use docker or local")
-    from sandbox.docker import DockerSandbox
-    from sandbox.environment import ensure_environment
-
-    # The environment is keyed by the tree the tests run on (HEAD's files), not the user's dirty checkout.
-    image = ensure_environment(worktree, settings.sandbox.python, settings.sandbox.setup, log=log)
-    return DockerSandbox(worktree, image=image, read_only=read_only, memory=settings.sandbox.memory,
-                         cpus=settings.sandbox.cpus, pids=settings.sandbox.pids)
-
-
-def sandbox_isolation(kind: str) -> str:
-    """What isolates commands: "docker", "bubblewrap", or "none (why)" for a local run without it."""
-    if kind != "local":
-        return kind
-    from sandbox.bwrap import find_bwrap
-
-    return find_bwrap()[1]
-
-
-def sandbox_label(kind: str) -> str:
-    """The run line's `sandbox ...`: `local (bubblewrap)`, `local (unisolated: why)`, or the kind."""
-    isolation = sandbox_isolation(kind)
-    if kind != "local":
-        return kind
-    return f"local ({isolation})" if isolation == "bubblewrap" else f"local (unisolated: {isolation[6:-1]})"
 
 
 def _summarise(worktree: Path, task: Task, traceback: str, scopes: list[str], tokens: int,
@@ -118,11 +72,11 @@ def _reproduction_text(run: TestRun, limit: int = 6000) -> str:
 
 
 def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[str, Any], int]:
-    """Run one task; returns (report, exit code). Raises BadInput/EnvironmentProblem before any run dir."""
+    """Run one task; returns (report, exit code). Bad input and an unusable environment are raised
+    (exit 2 / 3) before anything is made, or undone when found at the reproduction."""
     repo = gitops.open_repo(options.repo.resolve())
     user_root = Path(repo.working_tree_dir).resolve()
     settings = load_settings(user_root, options.overrides, warn=progress)
-    usd_row = usd_prices(settings)  # a cost limit needs a price: exit 2 before any branch or run dir
     task = Task.parse(options.task, options.tests)
     if not task.text:
         raise BadInput("empty task: give a test selector or a description")
@@ -130,65 +84,90 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
         if not (user_root / target).is_file():
             raise BadInput(f"no such test file in the repository: {target}")
     scopes = _check_scopes(user_root, options.scopes)
-    profile = settings.profile()
-    api_key = options.api_key if options.api_key is not None else api_key_from_env()
-    if not api_key and not profile.get("self_hosted"):
-        raise EnvironmentProblem("no API key: set GLM_API_KEY (or ZAI_API_KEY), or try `agent demo`")
-    # Key, endpoint and sandbox before any run dir, worktree, image or reproduction (one line, exit 3).
-    preflight_notes = preflight(settings, api_key, user_root)
-
-    started = time.monotonic()
-    run_dir = new_run_dir(task.slug)
-    trajectory = Trajectory(run_dir / "trajectory.jsonl",
-                            secrets=[api_key, os.environ.get("GITHUB_TOKEN"), os.environ.get("GH_TOKEN")])
+    run = RunContext.check(settings, options.api_key, progress, options.client_factory)
+    notes = preflight(settings, run.api_key, user_root)  # key, endpoint and sandbox, before anything is made
+    run_dir = run.open(task.slug)
     worktree = gitops.create_worktree(repo, task.slug, run_dir / "worktree")
-    base_config = integrity.snapshot(worktree.path)  # before any code of the repository runs
-    notes: list[str] = list(preflight_notes)
-    for note in preflight_notes:
-        progress("note: " + note)
-    if worktree.user_tree_dirty:
-        notes.append("your checkout has uncommitted changes; they are not part of this run (it starts from HEAD)")
-        progress("note: " + notes[-1])
-    trajectory.event("start", task=task.text, targets=task.targets, branch=worktree.branch,
-                     base_commit=worktree.base_commit, model=settings.model.name, base_url=settings.model.base_url,
-                     profile=settings.model.profile, sandbox=settings.sandbox.kind)
-    progress(f"run {run_dir.name} · branch {worktree.branch} · sandbox {sandbox_label(settings.sandbox.kind)}")
-
-    test_command = shlex.split(settings.sandbox.test_command)
-    timeout = float(settings.sandbox.test_timeout)
-    selection = task.target_files
+    fix = _Fix(run, task, worktree, user_root, options, scopes, notes)
     outcome = LoopOutcome("error", "")
-    baseline: TestRun | None = None
-    final: TestRun | None = None
-    budget = Budget(settings.budget, usd_row, started=started)  # --max-seconds bounds the whole run
-    sandbox: Sandbox | None = None
-    client = None
-    exit_override: int | None = None
-    loop: Loop | None = None
     try:
-        sandbox = make_sandbox(settings, worktree.path, user_root, progress)
-        sandbox.start()
+        fix.reproduce()
+        outcome = fix.work()
+    except _Done as done:
+        outcome = done.outcome
+    except (BadInput, reproduce.ReproductionProblem):  # nothing of a run that never started is kept
+        run.discard()
+        gitops.discard_worktree(repo, worktree)
+        raise
+    except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - the work is committed, the report written
+        outcome = run.stopped(exc)
+        if run.exit_override is not None:
+            progress("interrupted: committing partial work")
+    finally:
+        fix.final_run(outcome)
+        run.close()
+    return fix.conclude(repo, outcome)
+
+
+class _Fix:
+    """What is `fix`'s own: the worktree, the reproduction, the prompt, the verdict, the commit."""
+
+    def __init__(self, run: RunContext, task: Task, worktree: gitops.Worktree, user_root: Path,
+                 options: FixOptions, scopes: list[str], notes: list[str]) -> None:
+        self.run, self.task, self.worktree, self.user_root = run, task, worktree, user_root
+        self.options, self.scopes, self.notes = options, scopes, list(notes)
+        self.base_config = integrity.snapshot(worktree.path)  # before any code of the repository runs
+        self.test_command = shlex.split(run.settings.sandbox.test_command)
+        self.timeout = float(run.settings.sandbox.test_timeout)
+        self.baseline: TestRun | None = None
+        self.final: TestRun | None = None
+        for note in self.notes:
+            run.progress("note: " + note)
+        if worktree.user_tree_dirty:
+            self.notes.append("your checkout has uncommitted changes; they are not part of this run "
+                              "(it starts from HEAD)")
+            run.progress("note: " + self.notes[-1])
+        settings = run.settings
+        run.trajectory.event("start", task=task.text, targets=task.targets, branch=worktree.branch,
+                             base_commit=worktree.base_commit, model=settings.model.name,
+                             base_url=settings.model.base_url, profile=settings.model.profile,
+                             sandbox=settings.sandbox.kind)
+        run.progress(f"run {run.run_dir.name} · branch {worktree.branch} · sandbox "
+                     f"{sandbox_label(settings.sandbox.kind)}")
+
+    def _tests(self, selection: list[str]) -> TestRun:
+        return run_pytest(self.run.sandbox, selection, self.test_command,
+                          min(self.timeout, self.run.budget.seconds_left()))
+
+    def reproduce(self) -> None:
+        """The targets once, in the worktree's code; the gate says whether the model may be called."""
+        run, task = self.run, self.task
+        sandbox = run.start_sandbox(self.worktree.path, env_root=self.user_root)
         if hasattr(sandbox, "describe"):
-            progress(f"{sandbox.kind} sandbox: {sandbox.describe()}")
+            run.progress(f"{sandbox.kind} sandbox: {sandbox.describe()}")
         foreign = sandbox.foreign_imports() if hasattr(sandbox, "foreign_imports") else []
         if foreign:
             raise reproduce.ReproductionProblem("the project does not import from the worktree: " + "; ".join(
                 f"{name} from {where}" for name, where in foreign))
-        baseline = run_pytest(sandbox, selection, test_command, min(timeout, budget.seconds_left()))
-        trajectory.event("test_run", purpose="reproduce", run=baseline.to_dict())
-        if baseline.timed_out and budget.seconds_left() <= 0:
-            outcome = LoopOutcome("budget_exhausted", f"budget_time: time limit reached ({budget.elapsed:.0f}s of "
-                                  f"{settings.budget.max_seconds:.0f}s) during the reproduction")
-            raise _Done
-        reproduce.gate(baseline, task.targets, roots=[worktree.path, worktree.path / "src"],
-                       interpreter=getattr(sandbox, "python", None) or settings.sandbox.kind)
-        progress(f"reproduced: {baseline.short_summary()}")
+        self.baseline = self._tests(task.target_files)
+        run.trajectory.event("test_run", purpose="reproduce", run=self.baseline.to_dict())
+        if self.baseline.timed_out and run.budget.seconds_left() <= 0:
+            raise _Done(LoopOutcome("budget_exhausted", f"budget_time: time limit reached "
+                                    f"({run.budget.elapsed:.0f}s of {run.settings.budget.max_seconds:.0f}s) "
+                                    "during the reproduction"))
+        reproduce.gate(self.baseline, task.targets, roots=[self.worktree.path, self.worktree.path / "src"],
+                       interpreter=getattr(sandbox, "python", None) or run.settings.sandbox.kind)
+        run.progress(f"reproduced: {self.baseline.short_summary()}")
 
-        index, scope, summary = _summarise(worktree.path, task, baseline.output, scopes,
-                                           settings.loop.summary_tokens, progress)
+    def work(self) -> LoopOutcome:
+        """Summary, prompt and the loop, until the harness's verdict or a limit."""
+        run, task, settings = self.run, self.task, self.run.settings
+        index, scope, summary = _summarise(self.worktree.path, task, self.baseline.output, self.scopes,
+                                           settings.loop.summary_tokens, run.progress)
         ctx = ToolContext(
-            root=worktree.path, sandbox=sandbox, target_tests=list(task.targets), test_command=test_command,
-            test_timeout=timeout, scope_fence=scopes, allow_test_edits=options.allow_test_edits, index=index,
+            root=self.worktree.path, sandbox=run.sandbox, target_tests=list(task.targets),
+            test_command=self.test_command, test_timeout=self.timeout, scope_fence=self.scopes,
+            allow_test_edits=self.options.allow_test_edits, index=index,
             protected_paths=lambda rel: (is_test_file(rel) or rel in task.target_files
                                          or integrity.is_loaded_implicitly(rel)),
             limits=ToolLimits(**settings.tools.model_dump()))
@@ -198,128 +177,84 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
             {"role": "user", "content": render(
                 "task_fix.md", task_summary=summary.task_part, task=task.text,
                 targets="\n".join(f"- {t}" for t in task.targets) or "- (none given: keep the suite green)",
-                test_command=" ".join(test_command), reproduction=_reproduction_text(baseline),
-                notes=("\nScope: work inside " + ", ".join(scopes) + "; edits elsewhere are refused.\n")
-                if scopes else "")},
+                test_command=" ".join(self.test_command), reproduction=_reproduction_text(self.baseline),
+                notes=("\nScope: work inside " + ", ".join(self.scopes) + "; edits elsewhere are refused.\n")
+                if self.scopes else "")},
         ]
-        factory = options.client_factory or default_client
-        client = factory(settings, api_key)
-        loop = Loop(
-            client=client, tools=fix_tools(shell=sandbox_isolation(settings.sandbox.kind) in ("docker", "bubblewrap")),
-            ctx=ctx, budget=budget,
-            policy=Policy(settings.policy, forced_mode=options.mode, default_mode=settings.model.default_mode),
-            trajectory=trajectory,
-            verifier=lambda: _verify_task(worktree, task, sandbox, selection, baseline, test_command, timeout,
-                                          base_config, options.allow_test_edits, budget),
-            prices=settings.prices(), max_output=settings.model.max_tokens,
-            context_limit=min(settings.model.context_window, settings.loop.prompt_ceiling or 1 << 62),
-            max_observation_chars=settings.loop.max_observation_chars, seeds=list(scope.seed_files),
-            progress=progress)
+        shell = sandbox_isolation(settings.sandbox.kind) in ("docker", "bubblewrap")
+        loop = run.make_loop(fix_tools(shell=shell), ctx, self.verify, mode=self.options.mode,
+                             seeds=list(scope.seed_files))
         outcome = loop.run(messages)
         if outcome.verification is not None and outcome.verification.runs:
-            final = outcome.verification.runs[-1]
-    except _Done:
-        pass
-    except KeyboardInterrupt:
-        outcome = _stopped(loop, "unresolved", "interrupted by the user")
-        exit_override = EXIT_INTERRUPTED
-        progress("interrupted: committing partial work")
-    except (BadInput, reproduce.ReproductionProblem):  # nothing of a run that never started is kept
-        _cleanup(sandbox, client, trajectory)
-        gitops.discard_worktree(repo, worktree)
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    except (ModelError, SandboxError, EnvironmentProblem) as exc:
-        outcome = _stopped(loop, "error", str(exc))  # said once, by the CLI's report line
-    except Exception as exc:  # noqa: BLE001 - a bug of ours must still leave the commit and the report
-        outcome = _stopped(loop, "error", f"internal error: {type(exc).__name__}: {exc} "
-                                          "(traceback in the trajectory)")
-        trajectory.event("internal_error", traceback=traceback.format_exc())
-    finally:
-        if sandbox is not None and final is None and baseline is not None and outcome.status != "error" \
-                and exit_override is None:
-            try:
-                if budget.seconds_left() <= 0:
-                    notes.append("final test run skipped: the time limit is spent")
-                else:
-                    final = run_pytest(sandbox, selection, test_command, min(timeout, budget.seconds_left()))
-                    trajectory.event("test_run", purpose="final", run=final.to_dict())
-            except Exception as exc:  # noqa: BLE001 - the report must still be written
-                notes.append(f"final test run failed: {exc}")
-        _cleanup(sandbox, client, None)
-    try:
-        commit = gitops.commit_all(worktree, _commit_message(task, outcome))
-        patch = gitops.patch_since_base(worktree)
-    except gitops.GitError as exc:  # e.g. the sandbox tampered with .git: nothing of the worktree is kept
-        commit, patch = None, ""
-        outcome = _stopped(loop, "error", str(exc))
-    write_private(run_dir / "patch.diff", patch)
-    gitops.release_worktree(repo, worktree)  # the branch stays; the user can check it out
-    branch_dropped = commit is None and gitops.drop_branch_if_unused(repo, worktree)  # no commit, no branch
-    report = build_report(
-        task=task, outcome=outcome, worktree=worktree, commit=commit, patch=patch, budget=budget,
-        baseline=baseline, final=final, run_dir=run_dir, sandbox_kind=settings.sandbox.kind,
-        sandbox_isolation=sandbox_isolation(settings.sandbox.kind), notes=notes,
-        elapsed=time.monotonic() - started)
-    if branch_dropped:
-        report["branch"] = None
-    write_report(run_dir, report)
-    trajectory.event("stop", status=report["status"], stop_reason=report["stop_reason"], usage=report["usage"],
-                     cost=report["cost"], calls=report["calls"])
-    trajectory.close()
-    return report, exit_override if exit_override is not None else exit_code_for(report["status"])
+            self.final = outcome.verification.runs[-1]
+        return outcome
 
+    def final_run(self, outcome: LoopOutcome) -> None:
+        """The report's "after": the last verification, else one more run (not after an error or Ctrl-C)."""
+        run = self.run
+        if run.sandbox is None or self.final is not None or self.baseline is None or outcome.status == "error" \
+                or run.exit_override is not None:
+            return
+        try:
+            if run.budget.seconds_left() <= 0:
+                self.notes.append("final test run skipped: the time limit is spent")
+                return
+            self.final = self._tests(self.task.target_files)
+            run.trajectory.event("test_run", purpose="final", run=self.final.to_dict())
+        except Exception as exc:  # noqa: BLE001 - the report must still be written
+            self.notes.append(f"final test run failed: {exc}")
 
-def _verify_task(worktree: gitops.Worktree, task: Task, sandbox: Sandbox, selection: list[str],
-                 baseline: TestRun, test_command: list[str], timeout: float, base_config: dict[str, str],
-                 allow_test_edits: bool, budget: Budget) -> Verification:
-    """Targets pass twice with no regressions, under the base commit's test configuration (checked
-    before and after the runs: code under test could rewrite it mid-run); a task without targets must
-    at least have changed something."""
-    if not task.targets and not gitops.has_changes(worktree):
-        return Verification(False, "no change was made, and the task names no test to check")
-    reason = integrity.tampering(base_config, worktree.path, allow_test_edits=allow_test_edits)
-    if reason:
-        return Verification(False, reason)
-    verdict = verify(sandbox, targets=task.targets, selection=selection, baseline=baseline,
-                     test_command=test_command, timeout=timeout, time_left=budget.seconds_left)
-    reason = integrity.tampering(base_config, worktree.path, allow_test_edits=allow_test_edits,
-                                 baseline_output=baseline.output, outputs=tuple(r.output for r in verdict.runs))
-    if reason:
-        return Verification(False, reason, verdict.targets_failing, verdict.newly_failing, verdict.runs)
-    return verdict
+    def conclude(self, repo: Any, outcome: LoopOutcome) -> tuple[dict[str, Any], int]:
+        """Commit, patch, release the worktree (the branch stays only with a commit), report."""
+        run, worktree = self.run, self.worktree
+        try:
+            commit = gitops.commit_all(worktree, _commit_message(self.task, outcome))
+            patch = gitops.patch_since_base(worktree)
+        except gitops.GitError as exc:  # e.g. the sandbox tampered with .git: nothing of the worktree is kept
+            commit, patch = None, ""
+            outcome.status, outcome.stop_reason = "error", str(exc)
+        write_private(run.run_dir / "patch.diff", patch)
+        gitops.release_worktree(repo, worktree)
+        branch_dropped = commit is None and gitops.drop_branch_if_unused(repo, worktree)
+        report = build_report(
+            task=self.task, outcome=outcome, worktree=worktree, commit=commit, patch=patch, budget=run.budget,
+            baseline=self.baseline, final=self.final, run_dir=run.run_dir,
+            sandbox_kind=run.settings.sandbox.kind, sandbox_isolation=sandbox_isolation(run.settings.sandbox.kind),
+            notes=self.notes, elapsed=time.monotonic() - run.started)
+        if branch_dropped:
+            report["branch"] = None
+        return run.finish(report)
+
+    def verify(self) -> Verification:
+        """Targets pass twice with no regressions, under the base commit's test configuration (checked
+        before and after the runs: code under test could rewrite it mid-run); a task without targets
+        must at least have changed something."""
+        task, worktree, allow = self.task, self.worktree, self.options.allow_test_edits
+        if not task.targets and not gitops.has_changes(worktree):
+            return Verification(False, "no change was made, and the task names no test to check")
+        reason = integrity.tampering(self.base_config, worktree.path, allow_test_edits=allow)
+        if reason:
+            return Verification(False, reason)
+        verdict = verify(self.run.sandbox, targets=task.targets, selection=task.target_files,
+                         baseline=self.baseline, test_command=self.test_command, timeout=self.timeout,
+                         time_left=self.run.budget.seconds_left)
+        reason = integrity.tampering(self.base_config, worktree.path, allow_test_edits=allow,
+                                     baseline_output=self.baseline.output,
+                                     outputs=tuple(r.output for r in verdict.runs))
+        if reason:
+            return Verification(False, reason, verdict.targets_failing, verdict.newly_failing, verdict.runs)
+        return verdict
 
 
 class _Done(Exception):
     """An early end before the loop that is not an error (the time ran out during the reproduction)."""
 
-
-def _stopped(loop: Loop | None, status: str, reason: str) -> LoopOutcome:
-    """The loop's outcome so far (calls, Max cost) with the status that ended it."""
-    outcome = loop.outcome if loop is not None else LoopOutcome(status, reason)
-    outcome.status, outcome.stop_reason = status, reason
-    return outcome
-
-
-def _cleanup(sandbox: Sandbox | None, client: Any, trajectory: Trajectory | None) -> None:
-    if sandbox is not None:
-        try:
-            sandbox.stop()
-        except Exception:  # noqa: BLE001 - best effort; gc sweeps strays
-            pass
-    if client is not None:
-        client.close()
-    if trajectory is not None:
-        trajectory.close()
+    def __init__(self, outcome: LoopOutcome) -> None:
+        super().__init__(outcome.stop_reason)
+        self.outcome = outcome
 
 
 def _commit_message(task: Task, outcome: LoopOutcome) -> str:
     title = task.text if len(task.text) <= 60 else task.text[:57] + "..."
     state = "fix" if outcome.status == "resolved" else "partial work on"
     return f"agent: {state} {title}\n\nStatus: {outcome.status}\nStop reason: {outcome.stop_reason}\n"
-
-
-def default_client(settings: Settings, api_key: str | None) -> Any:
-    from agent.model.client import client_from_settings
-
-    return client_from_settings(settings, api_key)

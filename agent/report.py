@@ -73,4 +73,5 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> None:
 
 
 def exit_code_for(status: str) -> int:
-    return {"resolved": EXIT_RESOLVED, "error": EXIT_ENVIRONMENT}.get(status, EXIT_UNRESOLVED)
+    codes = {"resolved": EXIT_RESOLVED, "reviewed": EXIT_RESOLVED, "error": EXIT_ENVIRONMENT}
+    return codes.get(status, EXIT_UNRESOLVED)

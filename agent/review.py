@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import os
 import re
 import shutil
 import time
@@ -25,28 +24,17 @@ from pathlib import Path
 from typing import Any
 
 from agent import gitops
-from agent.budget import Budget, usd_prices
 from agent.config import Settings, load_settings
 from agent.diffs import FileDiff, parse_diff
-from agent.errors import (
-    EXIT_ENVIRONMENT,
-    EXIT_INTERRUPTED,
-    EXIT_RESOLVED,
-    EXIT_UNRESOLVED,
-    BadInput,
-    EnvironmentProblem,
-)
-from agent.fix import api_key_from_env, default_client
-from agent.loop import Loop, LoopOutcome
-from agent.model.errors import ModelError
-from agent.policy import Policy
+from agent.errors import BadInput, EnvironmentProblem
+from agent.loop import LoopOutcome
 from agent.prompting import render
-from agent.report import spend, write_report
-from agent.runs import cache_dir, new_run_dir
+from agent.report import spend
+from agent.run_context import RunContext
+from agent.runs import cache_dir
 from agent.task import slugify
-from agent.trajectory import Trajectory
 from agent.verify import Verification
-from sandbox.base import Sandbox, SandboxError
+from sandbox.base import SandboxError
 from tools.base import Observation, ToolContext, ToolLimits, ToolRefused
 from tools.comment import Comment, CommentArgs
 from tools.registry import review_tools
@@ -223,33 +211,17 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
     # Settings come from the base side: the change under review must not choose where the key goes.
     trusted = gitops.output(user_root, "show", f"{fork}:.agent.toml") or ""
     settings = load_settings(user_root, opts.overrides, repo_config=trusted, warn=progress)
-    usd_row = usd_prices(settings)  # a cost limit needs a price: exit 2 before any run dir
+    run = RunContext.check(settings, opts.api_key, progress, opts.client_factory)
     max_findings = opts.max_findings if opts.max_findings is not None else settings.review.max_findings
-    profile = settings.profile()
-    api_key = opts.api_key if opts.api_key is not None else api_key_from_env()
-    if not api_key and not profile.get("self_hosted"):
-        raise EnvironmentProblem("no API key: set GLM_API_KEY (or ZAI_API_KEY)")
-
     before = repo_state(user_root)
     files = review_diff(user_root, fork, head_sha)
-    started = time.monotonic()
-    run_dir = new_run_dir("review-" + slugify(head_sha[:12]))
-    trajectory = Trajectory(run_dir / "trajectory.jsonl",
-                            secrets=[api_key, os.environ.get("GITHUB_TOKEN"), os.environ.get("GH_TOKEN")])
-    trajectory.event("start", mode="review", base=base_sha, head=head_sha, merge_base=fork,
-                     files=[f.path for f in files], max_findings=max_findings, model=settings.model.name,
-                     base_url=settings.model.base_url, prior_comments=len(opts.prior_comments))
+    run_dir = run.open("review-" + slugify(head_sha[:12]))
+    run.trajectory.event("start", mode="review", base=base_sha, head=head_sha, merge_base=fork,
+                         files=[f.path for f in files], max_findings=max_findings, model=settings.model.name,
+                         base_url=settings.model.base_url, prior_comments=len(opts.prior_comments))
     progress(f"review {run_dir.name} · {fork[:10]}..{head_sha[:10]} · {len(files)} files changed")
     gate = FindingGate({f.path: f.added for f in files}, list(opts.prior_comments), max_findings)
-    outcome = LoopOutcome("unresolved", "")
-    budget = Budget(settings.budget, usd_row)
-    ctx: ToolContext | None = None
-    sandbox: Sandbox | None = None
-    notes: list[str] = []
-    loop: Loop | None = None
-    client = None
-    error: str | None = None
-    interrupted = False
+    outcome, ctx, notes = LoopOutcome("unresolved", ""), None, []
     try:
         if not files:
             outcome = LoopOutcome("reviewed", "empty diff: nothing to review")
@@ -257,55 +229,45 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
             outcome = LoopOutcome("reviewed", "max_findings is 0: nothing may be posted")
         else:
             tree = materialise(user_root, head_sha, run_dir / "head")
-            sandbox, sandbox_note = _read_only_sandbox(settings, tree, progress)
-            notes.append(sandbox_note)
+            notes.append(_read_only_sandbox(run, tree))
             ctx, messages = _prepare(tree, files, opts, settings, fork, head_sha, max_findings, progress,
-                                     can_run_tests=sandbox is not None)
-            ctx.sandbox = sandbox
+                                     can_run_tests=run.sandbox is not None)
+            ctx.sandbox = run.sandbox
             tools = [ReviewComment(gate) if tool.name == "comment" else tool
-                     for tool in review_tools(run_tests=sandbox is not None)]
-            assert not any(tool.writes and not (tool.sandboxed and sandbox is not None) for tool in tools) \
-                and {t.name for t in tools} <= {"search", "view", "outline", "run_tests", "run", "comment",
-                                                 "finish"}, "review mode offers no writing tool"
-            client = (opts.client_factory or default_client)(settings, api_key)
-            loop = Loop(
-                client=client, tools=tools, ctx=ctx, budget=budget,
-                policy=Policy(settings.policy, forced_mode=opts.mode, default_mode=settings.model.default_mode),
-                trajectory=trajectory, verifier=lambda: Verification(True, "review finished"),
-                prices=settings.prices(), max_output=settings.model.max_tokens,
-                context_limit=min(settings.model.context_window, settings.loop.prompt_ceiling or 1 << 62),
-                max_observation_chars=settings.loop.max_observation_chars, seeds=[f.path for f in files],
-                progress=progress, nudge="review_nudge.md")
+                     for tool in review_tools(run_tests=run.sandbox is not None)]
+            loop = run.make_loop(tools, ctx, lambda: Verification(True, "review finished"), mode=opts.mode,
+                                 seeds=[f.path for f in files], nudge="review_nudge.md")
             outcome = loop.run(messages)
             if outcome.status == "resolved":
                 outcome.status, outcome.stop_reason = "reviewed", "finished"
-    except KeyboardInterrupt:
-        error = "interrupted by the user"
-        interrupted = True
-    except (ModelError, EnvironmentProblem) as exc:
-        error = str(exc)  # said once, by the CLI's report line
+    except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - the report and the read-only check still run
+        outcome = run.stopped(exc)
     finally:
-        if client is not None:
-            client.close()
-        if sandbox is not None:
-            sandbox.stop()
+        run.close()
         shutil.rmtree(run_dir / "head", ignore_errors=True)
-    if error is not None:
-        outcome = loop.outcome if loop is not None else outcome
-        outcome.status, outcome.stop_reason = "error", error
     changed = state_changes(before, repo_state(user_root))
     if changed:
         outcome.status = "error"
         outcome.stop_reason = "read-only check failed: the review changed " + ", ".join(changed)
         progress("ERROR: " + outcome.stop_reason)
+    report, code = run.finish(_report(outcome, run, ctx, gate, files, notes, changed, base_sha, head_sha, fork,
+                                      max_findings), read_only_unchanged=not changed)
+    if changed:
+        raise ReadOnlyViolation(f"{outcome.stop_reason} (report: {run_dir / 'report.json'})")
+    return report, code
+
+
+def _report(outcome: LoopOutcome, run: RunContext, ctx: ToolContext | None, gate: FindingGate,
+            files: list[FileDiff], notes: list[str], changed: list[str], base: str, head: str, fork: str,
+            max_findings: int) -> dict[str, Any]:
     findings = list(ctx.comments) if ctx is not None else []
     inline = [f for f in findings if gate.anchored(f["path"], f["line"])]
     loose = [f for f in findings if not gate.anchored(f["path"], f["line"])]
-    report = {
+    return {
         "kind": "review",
         "status": outcome.status,
         "stop_reason": outcome.stop_reason,
-        "base": base_sha, "head": head_sha, "merge_base": fork,
+        "base": base, "head": head, "merge_base": fork,
         "files": [{"path": f.path, "status": f.status, "added_lines": len(f.added)} for f in files],
         "comments": [{"path": f["path"], "line": f["line"], "body": f["body"]} for f in inline],
         "unanchored": [{"path": f["path"], "line": f["line"], "body": f["body"]} for f in loose],
@@ -314,51 +276,32 @@ def run_review(repo: Path, base: str | None = None, head: str | None = None, *,
         "repeats_suppressed": gate.repeats,
         "max_findings": max_findings,
         "read_only": {"unchanged": not changed, "changed": changed},
-        "sandbox": sandbox.kind if sandbox is not None else "none",
+        "sandbox": run.sandbox.kind if run.sandbox is not None else "none",
         "notes": [n for n in notes if n],
-        **spend(budget, outcome),
-        "elapsed_seconds": round(time.monotonic() - started, 2),
-        "run_dir": str(run_dir),
+        **spend(run.budget, outcome),
+        "elapsed_seconds": round(time.monotonic() - run.started, 2),
+        "run_dir": str(run.run_dir),
     }
-    write_report(run_dir, report)
-    trajectory.event("stop", status=report["status"], stop_reason=report["stop_reason"], usage=report["usage"],
-                     cost=report["cost"], comments=len(inline), unanchored=len(loose),
-                     read_only_unchanged=not changed)
-    trajectory.close()
-    if changed:
-        raise ReadOnlyViolation(f"{outcome.stop_reason} (report: {run_dir / 'report.json'})")
-    if interrupted:
-        return report, EXIT_INTERRUPTED
-    code = {"reviewed": EXIT_RESOLVED, "error": EXIT_ENVIRONMENT}.get(outcome.status, EXIT_UNRESOLVED)
-    return report, code
 
 
-def _read_only_sandbox(settings: Settings, tree: Path,
-                       progress: Callable[[str], None]) -> tuple[Sandbox | None, str]:
-    """A started Docker sandbox with the head tree mounted read-only, or None and why.
+def _read_only_sandbox(run: RunContext, tree: Path) -> str:
+    """Start a Docker sandbox with the head tree mounted read-only, or say why tests will not run.
 
     The change under review is untrusted code: it runs only behind Docker's read-only mount and
     `--network none`, never on the host, so without Docker the review reads but does not run.
     A review never builds an environment (that would run the change's setup code with network):
     it uses the image an earlier `agent fix` or `.ci/` build made for the same dependency files.
     """
-    if settings.sandbox.kind != "docker":
-        return None, "tests not run: the review runs the change's code only in the Docker sandbox"
+    if run.settings.sandbox.kind != "docker":
+        return "tests not run: the review runs the change's code only in the Docker sandbox"
     try:
-        from sandbox.docker import DockerSandbox
-        from sandbox.environment import environment_status
-
-        exists, image = environment_status(tree, settings.sandbox.python, settings.sandbox.setup)
-        if not exists:
-            return None, (f"tests not run: no environment image {image} for these dependency files "
-                          "(a review never builds one)")
-        sandbox = DockerSandbox(tree, image=image, read_only=True, memory=settings.sandbox.memory,
-                                cpus=settings.sandbox.cpus, pids=settings.sandbox.pids)
-        sandbox.start()
+        run.start_sandbox(tree, read_only=True, build=False)
     except (SandboxError, EnvironmentProblem) as exc:
-        progress(f"review: no Docker sandbox ({str(exc).splitlines()[0]}); reading without running tests")
-        return None, f"tests not run: Docker sandbox unavailable ({str(exc).splitlines()[0]})"
-    return sandbox, ""
+        run.sandbox = None
+        why = str(exc).splitlines()[0]
+        run.progress(f"review: no Docker sandbox ({why}); reading without running tests")
+        return f"tests not run: {why}"
+    return ""
 
 
 def _prepare(tree: Path, files: list[FileDiff], opts: ReviewOptions, settings: Settings, fork: str, head: str,

@@ -26,10 +26,10 @@ def summary_text(repo: Path, tests: list[str], scopes: list[str], tokens: int | 
     settings = load_settings(root, {"sandbox.kind": sandbox})
     traceback = None
     if run and tests:
-        from agent.fix import make_sandbox
+        from agent.run_context import make_sandbox
         from tools.testing import run_pytest
 
-        box = make_sandbox(settings, root, root, log, read_only=True)
+        box = make_sandbox(settings, root, env_root=root, read_only=True, log=log)
         with box:
             result = run_pytest(box, task.target_files, shlex.split(settings.sandbox.test_command),
                                 settings.sandbox.test_timeout)

@@ -82,10 +82,7 @@ def fix_command(inst: Instance, repo: Path, base_url: str, config: RunConfig) ->
 def agent_env(home: Path, api_key: str, sandbox: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_")}
     env.update({"AGENT_HOME": str(home), "GLM_API_KEY": api_key, "PYTHONUNBUFFERED": "1"})
-    env.pop("ZAI_API_KEY", None)
-    if sandbox == "local":
-        # the local sandbox uses the host's Python: make src-layout packages importable too
-        env["PYTHONPATH"] = os.pathsep.join(["src", "."])
+    env.pop("ZAI_API_KEY", None)  # the product puts the worktree's import roots first itself
     return env
 
 
@@ -128,15 +125,14 @@ def run_agent(inst: Instance, repo: Path, inst_dir: Path, config: RunConfig) -> 
 # --- grading ------------------------------------------------------------------------------------
 
 def make_sandbox(kind: str, root: Path, inst: Instance, log: Any = lambda line: None) -> Any:
-    if kind == "local":
-        from sandbox.local import LocalSandbox
-
-        return LocalSandbox(root)
-    from sandbox.docker import DockerSandbox
-    from sandbox.environment import ensure_environment
+    """The product's own sandbox factory, with the instance's environment: the grader runs tests in
+    the same sandbox, with the same limits and import rules, as the agent it grades."""
+    from agent.config import load_settings
+    from agent.run_context import make_sandbox as product_sandbox
 
     env = inst.environment_setup
-    return DockerSandbox(root, image=ensure_environment(root, env.python, env.setup, log=log))
+    settings = load_settings(None, {"sandbox.kind": kind, "sandbox.python": env.python, "sandbox.setup": env.setup})
+    return product_sandbox(settings, root, log=log)
 
 
 def grade_tree(root: Path, inst: Instance, kind: str, timeout: float) -> dict[str, Any]:
@@ -145,19 +141,11 @@ def grade_tree(root: Path, inst: Instance, kind: str, timeout: float) -> dict[st
 
     tests = list(dict.fromkeys(inst.FAIL_TO_PASS + inst.PASS_TO_PASS))
     sandbox = make_sandbox(kind, root, inst)
-    old = os.environ.get("PYTHONPATH")
-    if kind == "local":
-        os.environ["PYTHONPATH"] = os.pathsep.join(["src", "."])
     try:
         sandbox.start()
         run = run_pytest(sandbox, tests, shlex.split(inst.environment_setup.test_command), timeout)
     finally:
         sandbox.stop()
-        if kind == "local":
-            if old is None:
-                os.environ.pop("PYTHONPATH", None)
-            else:
-                os.environ["PYTHONPATH"] = old
     f2p = {t: run.passed(t) for t in inst.FAIL_TO_PASS}
     p2p = {t: run.passed(t) for t in inst.PASS_TO_PASS}
     return {"FAIL_TO_PASS": f2p, "PASS_TO_PASS": p2p, "resolved": bool(f2p) and all(f2p.values())
