@@ -140,11 +140,11 @@ def check_docker(python: str) -> None:
                                  "`agent sandbox build-base` (or use --sandbox local)")
 
 
-def check_interpreter(root: Any) -> None:
+def check_interpreter(root: Any, configured: str | None = None) -> None:
     """The interpreter the local sandbox would run the tests with starts."""
     from sandbox.local import repo_python
 
-    python, _ = repo_python(root)
+    python, _, _ = repo_python(root, configured=configured)
     try:
         proc = subprocess.run([python, "-c", "import sys"], capture_output=True, timeout=30,
                               env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
@@ -162,5 +162,5 @@ def preflight(settings: Settings, api_key: str | None, root: Any) -> list[str]:
     if settings.sandbox.kind == "docker":
         check_docker(settings.sandbox.python)
     elif settings.sandbox.kind == "local":
-        check_interpreter(root)
+        check_interpreter(root, settings.sandbox.python)
     return [note] if note else []
