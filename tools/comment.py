@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from prompts import tool_text
 from tools.base import Observation, Tool, ToolContext, ToolRefused, relative, resolve_path
 from tools.view import read_text
 
@@ -16,10 +17,7 @@ class CommentArgs(BaseModel):
 
 class Comment(Tool):
     name = "comment"
-    description = (
-        "Leave a review comment on one line of a file. Comment only on real problems (bugs, missing "
-        "cases, risky changes), one comment per finding."
-    )
+    description = tool_text("comment")
     Args = CommentArgs
 
     def run(self, args: CommentArgs, ctx: ToolContext) -> Observation:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from prompts import tool_text
 from tools.base import Observation, Tool, ToolContext, ToolRefused, check_writable, relative, resolve_path
 from tools.textutil import plural
 
@@ -15,10 +16,7 @@ class CreateArgs(BaseModel):
 
 class Create(Tool):
     name = "create"
-    description = (
-        "Create a new file with the given content. Refuses to overwrite an existing file (use edit for "
-        "that). Test files cannot be created."
-    )
+    description = tool_text("create")
     Args = CreateArgs
     writes = True
 

@@ -15,6 +15,7 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
+from prompts import tool_text
 from tools.base import Observation, Tool, ToolContext, ToolRefused, check_writable, relative, resolve_path
 from tools.textutil import number_lines, plural
 from tools.view import read_text
@@ -93,11 +94,7 @@ def snippet(lines: list[str], first: int, last: int, context: int) -> str:
 
 class Edit(Tool):
     name = "edit"
-    description = (
-        "Replace exactly one occurrence of `old` with `new` in a file. `old` must match the file exactly "
-        "(including indentation) and occur once; if it does not, you are shown the closest text or the "
-        "places it occurs. Test files cannot be edited."
-    )
+    description = tool_text("edit")
     Args = EditArgs
     writes = True
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from prompts import tool_text
 from tools.base import Observation, Tool, ToolContext
 
 
@@ -13,10 +14,7 @@ class FinishArgs(BaseModel):
 
 class Finish(Tool):
     name = "finish"
-    description = (
-        "Call when you are done (or cannot make progress), with a short summary. In fix mode the target "
-        "tests are then run to verify; if they still fail you will be told and can continue."
-    )
+    description = tool_text("finish")
     Args = FinishArgs
 
     def run(self, args: FinishArgs, ctx: ToolContext) -> Observation:

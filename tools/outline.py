@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from prompts import tool_text
 from tools.base import Observation, Tool, ToolContext, ToolRefused, relative, resolve_path
 from tools.view import read_text
 
@@ -102,10 +103,7 @@ def render(rel: str, entries: list[tuple[int, int, int, str]], *, ranges: bool) 
 
 class Outline(Tool):
     name = "outline"
-    description = (
-        "List the classes, functions and methods defined in one file, with their line numbers "
-        "(start-end), so you can view just the part you need."
-    )
+    description = tool_text("outline")
     Args = OutlineArgs
 
     def run(self, args: OutlineArgs, ctx: ToolContext) -> Observation:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from prompts import tool_text
 from tools.base import Observation, Tool, ToolContext
 from tools.textutil import cut_middle
 
@@ -26,11 +27,7 @@ class RunArgs(BaseModel):
 
 class Run(Tool):
     name = "run"
-    description = (
-        "Run a shell command (bash) at the repository root in the sandbox: no network, output cut if long. "
-        "Use it to write and run a reproduction script, inspect the environment, or try a snippet. "
-        "Use run_tests for the tests."
-    )
+    description = tool_text("run")
     Args = RunArgs
     writes = True
     sandboxed = True  # it writes only through the sandbox: read-only there means read-only here

@@ -11,6 +11,7 @@ import re
 
 from pydantic import BaseModel, Field
 
+from prompts import tool_text
 from tools.base import Observation, Tool, ToolContext, ToolRefused, resolve_path
 from tools.testing import TestRun, run_pytest, selector_file
 from tools.textutil import cut_middle
@@ -54,10 +55,7 @@ def describe(run: TestRun, selectors: list[str], limit: int) -> str:
 
 class RunTests(Tool):
     name = "run_tests"
-    description = (
-        "Run pytest in the sandbox on the given selectors (default: the task's target tests) and show the "
-        "outcome of each test with the failure output. Use it to reproduce a failure and to check a fix."
-    )
+    description = tool_text("run_tests")
     Args = RunTestsArgs
 
     def run(self, args: RunTestsArgs, ctx: ToolContext) -> Observation:

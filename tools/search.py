@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from prompts import tool_text
 from tools.base import Observation, Tool, ToolContext, ToolRefused, in_scope, relative, resolve_path
 from tools.textutil import cut_line, displayable, plural
 
@@ -58,10 +59,7 @@ SEARCH_TIMEOUT = 20.0  # seconds; a search that takes longer is stopped and says
 
 class Search(Tool):
     name = "search"
-    description = (
-        "Search file contents with ripgrep (regex). Returns `path:line: text` lines, files sorted by path, "
-        "in-scope files first; .gitignore'd files are skipped. Use it to find definitions and usages."
-    )
+    description = tool_text("search")
     Args = SearchArgs
 
     def run(self, args: SearchArgs, ctx: ToolContext) -> Observation:

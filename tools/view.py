@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from prompts import tool_text
 from tools.base import Observation, Tool, ToolContext, ToolRefused, relative, resolve_path
 from tools.textutil import cut_line, displayable, number_lines
 
@@ -86,10 +87,7 @@ def listing(full: Path, rel: str, limit: int, root: Path) -> str:
 
 class View(Tool):
     name = "view"
-    description = (
-        "Show a file with numbered lines (a window of at most about 200 lines; give start/end for other "
-        "parts), or list a directory. Line numbers are for reference only: they are not part of the file."
-    )
+    description = tool_text("view")
     Args = ViewArgs
 
     def run(self, args: ViewArgs, ctx: ToolContext) -> Observation:
