@@ -332,17 +332,14 @@ def patch_since_base(worktree: Worktree) -> str:
     return diff + "\n" if diff and not diff.endswith("\n") else diff
 
 
-def drop_branch_if_unused(repo: git.Repo, worktree: Worktree) -> bool:
+def drop_branch_if_unused(repo: UserRepo, worktree: Worktree) -> bool:
     """Delete the run's branch when it holds no commit of its own (call after the worktree is released).
 
     A run that made no change (key refused, endpoint down, targets already passing) leaves nothing
     behind; returns True when the branch was deleted.
     """
-    try:
-        tip = repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{worktree.branch}")
-    except git.GitCommandError:
-        return False  # already gone
-    if tip.strip() != worktree.base_commit:
-        return False
-    repo.git.branch("-D", worktree.branch)
+    tip = output(repo.root, "rev-parse", "--verify", "--quiet", f"refs/heads/{worktree.branch}")
+    if tip is None or tip != worktree.base_commit:
+        return False  # already gone, or it holds the run's commit
+    run(repo.root, "branch", "-D", worktree.branch, write=True)
     return True
