@@ -130,10 +130,10 @@ def test_debug_shows_the_traceback(sample_repo, agent_env):
 
 # --- nothing left behind --------------------------------------------------------------------------
 
-def test_already_passing_leaves_no_branch(sample_repo, agent_env):
-    with FakeGLM(turns=[], api_key=TEST_KEY) as server:
-        result = run_cli(fix_args(sample_repo, server, task="tests/test_cart.py::test_total"), agent_env)
-    assert result.code == 0
+def test_a_run_without_a_commit_leaves_no_branch(sample_repo, agent_env):
+    with FakeGLM(turns=[{"content": "No idea."}, {"content": "Still none."}], api_key=TEST_KEY) as server:
+        result = run_cli(fix_args(sample_repo, server), agent_env)
+    assert result.code == 1, result.stderr
     assert result.report["branch"] is None and result.report["commit"] is None
     assert "agent/" not in git(sample_repo, "branch", "--list")
     assert git(sample_repo, "worktree", "list").count("\n") == 1
