@@ -18,7 +18,7 @@ import pytest
 from agent.config import load_settings
 from evals.fake_glm import FakeGLM, canonical_text
 from evals.sample_repo import TARGET, fixing_script, git
-from tests.conftest import TEST_KEY, run_cli
+from tests.conftest import TEST_KEY, run_cli, write_user_config
 
 USD = load_settings(env={}).prices()["usd"]
 
@@ -28,10 +28,9 @@ def fix_args(repo: Path, server: FakeGLM, *extra: str) -> list[str]:
             *extra]
 
 
-def configure(repo: Path, toml: str) -> None:
-    (repo / ".agent.toml").write_text(toml)
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "agent settings")
+def configure(env: dict, toml: str) -> None:
+    """The user's own config file: model settings, prices and profiles are not a repository's to set."""
+    write_user_config(env, toml)
 
 
 def billed_usd(server: FakeGLM) -> float:
@@ -68,7 +67,7 @@ FAULTS = {
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_retries_and_resends_are_charged_and_cannot_cross_the_cost_limit(sample_repo, agent_env, fault):
-    configure(sample_repo, "[model]\nmax_tokens = 4096\nmax_retries = 30\nbackoff_base = 0.01\n"
+    configure(agent_env, "[model]\nmax_tokens = 4096\nmax_retries = 30\nbackoff_base = 0.01\n"
                            "backoff_cap = 0.02\n")
     limit = 0.05
     with FakeGLM(turns=[FAULTS[fault]] * 60, api_key=TEST_KEY) as server:
@@ -86,7 +85,7 @@ def test_retries_and_resends_are_charged_and_cannot_cross_the_cost_limit(sample_
 # ---- 2. a resend after a context overflow ---------------------------------------------------------
 
 def test_a_resend_after_context_overflow_asks_the_budget_again(sample_repo, agent_env):
-    configure(sample_repo, "[model]\nmax_tokens = 2048\n")
+    configure(agent_env, "[model]\nmax_tokens = 2048\n")
     overflow = {"content": "the context is full now " * 300, "fault": "context_window"}  # billed, then overflow
     limit = 0.02
     with FakeGLM(turns=[overflow] + fixing_script(), api_key=TEST_KEY) as server:
@@ -144,7 +143,7 @@ def test_cost_limit_for_an_unpriced_model_is_bad_input_and_leaves_nothing(sample
 
 
 def test_configured_prices_make_an_unlisted_model_usable(sample_repo, agent_env):
-    configure(sample_repo, '[pricing.usd."glm-4.7"]\ninput = 0.6\ncached_input = 0.11\noutput = 2.2\n')
+    configure(agent_env, '[pricing.usd."glm-4.7"]\ninput = 0.6\ncached_input = 0.11\noutput = 2.2\n')
     with FakeGLM(turns=fixing_script(), api_key=TEST_KEY) as server:
         result = run_cli(fix_args(sample_repo, server, "--model", "glm-4.7", "--max-cost-usd", "0.5"), agent_env)
         models = {body["model"] for body in server.requests}
@@ -155,7 +154,7 @@ def test_configured_prices_make_an_unlisted_model_usable(sample_repo, agent_env)
 # ---- 5. profile fragments cannot raise the allowance or change the model --------------------------
 
 def test_profile_fragment_cannot_change_max_tokens_or_model(sample_repo, agent_env):
-    configure(sample_repo, "[model]\nmax_tokens = 2048\n\n[profiles.zai.high]\nmax_tokens = 100000\n"
+    configure(agent_env, "[model]\nmax_tokens = 2048\n\n[profiles.zai.high]\nmax_tokens = 100000\n"
                            'model = "glm-4.5"\nmax_completion_tokens = 100000\n')
     with FakeGLM(turns=fixing_script(), api_key=TEST_KEY) as server:
         result = run_cli(fix_args(sample_repo, server), agent_env)
@@ -186,7 +185,7 @@ def test_max_seconds_bounds_a_slow_test_run_and_the_run(sample_repo, agent_env):
 # ---- 7. a stream past its max_tokens is cut off ----------------------------------------------------
 
 def test_client_stops_reading_a_stream_past_max_tokens(sample_repo, agent_env):
-    configure(sample_repo, "[model]\nmax_tokens = 1024\n")
+    configure(agent_env, "[model]\nmax_tokens = 1024\n")
     runaway = {"content": "an answer that ignores max_tokens " * 60000}  # ~2 MB, far past 1024 tokens
     with FakeGLM(turns=[runaway], api_key=TEST_KEY) as server:
         result = run_cli(fix_args(sample_repo, server, "--max-cost-usd", "0.05"), agent_env)
