@@ -25,12 +25,12 @@ def recompute(run_dir: Path) -> dict[str, Any]:
     calls = {"high": 0, "max": 0, "off": 0}
     max_cost = {currency: 0.0 for currency in prices}
     for event in events:
-        if event["event"] not in ("response", "attempt_failed"):
+        if event["event"] not in ("response", "attempt_failed", "probe"):
             continue
         usage = Usage(**event["usage"])
         total = total + usage
         call_cost = cost_of(usage, prices)
-        if event["event"] == "attempt_failed":  # a retried or resent attempt: spend, not a call
+        if event["event"] != "response":  # the preflight probe, a retried or resent attempt: spend, not a call
             for currency, value in call_cost.items():
                 cost[currency] += value
             continue

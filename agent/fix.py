@@ -18,6 +18,7 @@ from agent import gitops, integrity, reproduce
 from agent.config import Settings, load_settings
 from agent.errors import BadInput
 from agent.loop import LoopOutcome
+from agent.model.types import Usage
 from agent.preflight import preflight
 from agent.prompting import render
 from agent.report import build_report
@@ -85,8 +86,11 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
             raise BadInput(f"no such test file in the repository: {target}")
     scopes = _check_scopes(user_root, options.scopes)
     run = RunContext.check(settings, options.api_key, progress, options.client_factory)
-    notes = preflight(settings, run.api_key, user_root)  # key, endpoint and sandbox, before anything is made
+    probes: list[Usage] = []
+    notes = preflight(settings, run.api_key, user_root, probes)  # key, endpoint, sandbox: before anything is made
     run_dir = run.open(task.slug)
+    for usage in probes:
+        run.charge_probe(usage)
     worktree = gitops.create_worktree(repo, task.slug, run_dir / "worktree")
     fix = _Fix(run, task, worktree, user_root, options, scopes, notes)
     outcome = LoopOutcome("error", "")

@@ -25,6 +25,7 @@ from agent.model.errors import (
     ServerError,
     error_from_response,
 )
+from agent.model.types import Usage
 from agent.redact import Redactor
 
 PROBE_TIMEOUT = 30.0  # seconds for the whole one-token answer once connected
@@ -77,11 +78,12 @@ def hint_for(error: ModelError) -> str:
     return "the endpoint refused a one-token request: check --base-url, --model and --profile"
 
 
-def check_endpoint(settings: Settings, api_key: str | None) -> str | None:
+def check_endpoint(settings: Settings, api_key: str | None, spent: list[Usage] | None = None) -> str | None:
     """Send the probe; raise EnvironmentProblem when key or endpoint is unusable.
 
     Returns a note when the service only asked to slow down (rate limit, overload, 5xx): the key
-    may be fine and the run's own retries handle that, so it is not a reason to stop.
+    may be fine and the run's own retries handle that, so it is not a reason to stop. The probe is
+    billed like any call: its usage goes to `spent`, and the run charges it to its budget.
     """
     url = settings.model.base_url.rstrip("/") + "/chat/completions"
     headers = {"Content-Type": "application/json; charset=UTF-8", "Accept": "application/json",
@@ -103,11 +105,24 @@ def check_endpoint(settings: Settings, api_key: str | None) -> str | None:
         raise EnvironmentProblem(f"cannot reach the endpoint {url}: check --base-url / AGENT_BASE_URL and the "
                                  f"network ({redact(reason)})") from None
     if response.status_code < 300:
+        if spent is not None:
+            spent.append(_usage_of(response))
         return None
     error = error_from_response(response.status_code, response.text, response.headers)
     if isinstance(error, (RateLimitError, OverloadedError, ServerError)):
         return f"the endpoint is busy ({redact(str(error))}); the run retries with backoff"
     raise EnvironmentProblem(f"{hint_for(error)} — server said: {redact(str(error))}")
+
+
+def _usage_of(response: httpx.Response) -> Usage:
+    """The probe's usage as the API reported it; its worst case (body bytes + 1) when unreadable."""
+    try:
+        usage = response.json().get("usage") or {}
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+        return Usage(prompt_tokens=int(usage["prompt_tokens"]), cached_tokens=int(cached),
+                     completion_tokens=int(usage.get("completion_tokens", 1)))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return Usage(prompt_tokens=len(response.request.content), completion_tokens=1)
 
 
 def _reason(exc: BaseException) -> str:
@@ -156,9 +171,10 @@ def check_interpreter(root: Any, configured: str | None = None) -> None:
                                  "a virtualenv or create .venv in the repository")
 
 
-def preflight(settings: Settings, api_key: str | None, root: Any) -> list[str]:
-    """Every check `fix` needs before it touches anything; returns notes for the report."""
-    note = check_endpoint(settings, api_key)
+def preflight(settings: Settings, api_key: str | None, root: Any, spent: list[Usage] | None = None) -> list[str]:
+    """Every check `fix` needs before it touches anything; returns notes for the report (and the
+    probe's usage in `spent`)."""
+    note = check_endpoint(settings, api_key, spent)
     if settings.sandbox.kind == "docker":
         check_docker(settings.sandbox.python)
     elif settings.sandbox.kind == "local":

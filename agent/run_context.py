@@ -22,6 +22,8 @@ from agent.config import Settings
 from agent.errors import EXIT_INTERRUPTED, AgentError, BadInput, EnvironmentProblem
 from agent.loop import Loop, LoopOutcome
 from agent.model.errors import ModelError
+from agent.model.pricing import cost_of
+from agent.model.types import Usage
 from agent.policy import Policy
 from agent.report import exit_code_for, write_report
 from agent.runs import new_run_dir
@@ -121,6 +123,13 @@ class RunContext:
             self.api_key, os.environ.get("GITHUB_TOKEN"), os.environ.get("GH_TOKEN")])
         self.budget = Budget(self.settings.budget, usd_prices(self.settings), started=self.started)
         return self.run_dir
+
+    def charge_probe(self, usage: Usage) -> None:
+        """The preflight's one-token request is billed too: it counts against the budget and the report."""
+        assert self.budget is not None and self.trajectory is not None, "open() first"
+        cost = cost_of(usage, self.settings.prices())
+        self.budget.charge_attempt(usage, cost)
+        self.trajectory.event("probe", usage=usage.to_dict(), cost=cost)
 
     def start_sandbox(self, root: Path, **kwargs: Any) -> Sandbox:
         self.sandbox = make_sandbox(self.settings, root, log=self.progress, **kwargs)
