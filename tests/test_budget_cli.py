@@ -78,7 +78,7 @@ def test_retries_and_resends_are_charged_and_cannot_cross_the_cost_limit(sample_
     assert report["status"] == "budget_exhausted" and report["stop_reason"].startswith("budget_cost")
     assert requests >= 2  # it did retry (or resend), and every attempt was asked of the budget first
     assert bill <= limit and report["cost"]["usd"] <= limit
-    assert report["cost"]["usd"] >= bill - 1e-9  # the account is never below what the server bills
+    assert report["cost"]["usd"] >= bill - 5e-7  # never below the bill (the report rounds to 6 places)
     assert events(report, "attempt_failed")
 
 
@@ -94,7 +94,7 @@ def test_a_resend_after_context_overflow_asks_the_budget_again(sample_repo, agen
     report = result.report
     assert report["status"] == "budget_exhausted" and report["stop_reason"].startswith("budget_cost"), report
     assert requests == 1  # the compacted resend did not fit what the overflowed attempt left
-    assert bill <= limit and report["cost"]["usd"] >= bill - 1e-9
+    assert bill <= limit and report["cost"]["usd"] >= bill - 5e-7  # the report rounds to 6 places
 
 
 # ---- 3. the prompt estimate is a worst case for every script --------------------------------------
@@ -193,5 +193,5 @@ def test_client_stops_reading_a_stream_past_max_tokens(sample_repo, agent_env):
     assert result.code == 3, result.stderr
     report = result.report
     assert report["status"] == "error" and "past max_tokens=1024" in report["stop_reason"]
-    assert billed[0]["sent"] < billed[0]["frames"]  # the client hung up instead of reading it all
+    assert billed[-1]["sent"] < billed[-1]["frames"]  # the client hung up instead of reading it all (after the probe)
     assert 0 < report["cost"]["usd"] <= 0.05  # charged as the worst case the allowance permitted
