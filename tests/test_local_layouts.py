@@ -176,4 +176,7 @@ def test_fix_stops_when_the_project_imports_from_elsewhere(tmp_path, agent_env):
         result = run_cli(fix_args(repo, server, task=TARGET), agent_env)
     assert result.code == 3, result.stderr
     assert f"the project does not import from the worktree: calc from {init}" in result.stderr
-    assert result.report["usage"]["input_tokens"] == 0  # stopped before any model call
+    assert server.requests == []  # stopped before any model call
+    # an environment problem found at the reproduction leaves nothing behind
+    assert "agent/" not in git(repo, "branch", "--list")
+    assert not list(Path(agent_env["AGENT_HOME"]).glob("runs/*"))
