@@ -64,9 +64,12 @@ def make_sandbox(settings: Settings, worktree: Path, user_repo: Path, log: Calla
         raise BadInput(f"unknown sandbox {kind!r}: use docker or local")
     from sandbox.docker import DockerSandbox
     from sandbox.environment import ensure_environment
+    from sandbox.vcs import commit_date, describe_version
 
-    # The environment is keyed by the tree the tests run on (HEAD's files), not the user's dirty checkout.
-    image = ensure_environment(worktree, settings.sandbox.python, settings.sandbox.setup, log=log)
+    # The environment is keyed by the tree the tests run on (HEAD's files), not the user's dirty checkout;
+    # the version and date come from the host's git: the build gets no `.git`.
+    image = ensure_environment(worktree, settings.sandbox.python, settings.sandbox.setup, log=log,
+                               version=describe_version(worktree), date=commit_date(worktree))
     return DockerSandbox(worktree, image=image, read_only=read_only, memory=settings.sandbox.memory,
                          cpus=settings.sandbox.cpus, pids=settings.sandbox.pids)
 
