@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import shlex
 import tarfile
 import tempfile
 import time
@@ -141,25 +142,27 @@ class BuildBox:
         if not secrets:
             return
         needles = [s.encode() for s in secrets]
+        scrub, leaks = [], []
         for top in _changed_roots(self.container.diff() or []):
             try:
                 stream, _stat = self.container.get_archive(top)
             except NotFound:
                 continue
             parent = os.path.dirname(top.rstrip("/"))
+            # read the whole stream even after a find: the engine holds the container until it ends
             with tarfile.open(fileobj=_Reader(stream), mode="r|") as tar:
                 for member in tar:
-                    path = os.path.join(parent, member.name)
                     data = member.linkname.encode() if member.issym() else (
                         tar.extractfile(member).read() if member.isfile() else b"")
-                    if not any(n in data for n in needles):
-                        continue
-                    if os.path.basename(path) in SCRUBBABLE:
-                        self.must(f"remove {path}", f"rm -f '{path}'", env)
-                        self.log(f"environment: removed {path}: it held an index credential")
-                        continue
-                    raise SandboxError(f"environment build failed: the build wrote an index credential "
-                                       f"into {path}; the image was not kept")
+                    if any(n in data for n in needles):
+                        path = os.path.join(parent, member.name)
+                        (scrub if os.path.basename(path) in SCRUBBABLE else leaks).append(path)
+        if leaks:
+            raise SandboxError(f"environment build failed: the build wrote an index credential into "
+                               f"{', '.join(leaks[:3])}; the image was not kept")
+        for path in scrub:
+            self.must(f"remove {path}", shlex.join(["rm", "-f", path]), env)
+            self.log(f"environment: removed {path}: it held an index credential")
 
     def commit(self, repository: str, tag: str, changes: list[str], secrets: list[str]) -> None:
         self.container.commit(repository=repository, tag=tag, changes=changes)

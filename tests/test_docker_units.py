@@ -111,3 +111,23 @@ def test_doctor_checks_report_engine_and_base_image():
     assert len(checks) == 2 and all(isinstance(detail, str) and detail for _n, _ok, detail in checks)
     if not checks[0][1]:
         assert "dockerd" in checks[0][2]
+
+
+def test_credentials_found_in_urls_and_proxies(monkeypatch, tmp_path: Path):
+    from sandbox.envhost import secrets_in
+
+    found = secrets_in(["https://__token__:pypi-AgEIcHlwaS5vcmc%2Fx@upload.example/simple",
+                        "http://ghp_abcdefghijkl@git.example/simple file:///opt/pypi/simple",
+                        "http://user:pw@proxy:3128", "https://plain.example/simple"])
+    assert "pypi-AgEIcHlwaS5vcmc%2Fx" in found and "pypi-AgEIcHlwaS5vcmc/x" in found
+    assert "ghp_abcdefghijkl" in found
+    assert "pw" not in found  # too short to search for without false alarms
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxyuser:proxy-secret-1@proxy.example:3128")
+    monkeypatch.setenv("PIP_INDEX_URL", f"file://{tmp_path}/simple")
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    net = host_net()
+    assert "proxy-secret-1" in net.secrets()
+    uv = net.uv_environment()
+    assert uv["UV_INDEX_URL"] == f"file://{tmp_path}/simple" and uv["UV_FIND_LINKS"] == str(tmp_path)
+    assert not any(k.startswith("PIP_") for k in uv)
