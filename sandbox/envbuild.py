@@ -73,8 +73,20 @@ def tar_files(files: dict[str, bytes], uid: int = BUILD_UID, mode: int = 0o644) 
 
 
 def last_error(text: str) -> str:
-    """The line of an installer's output that best says why it failed."""
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    """The line of an installer's output that best says why it failed: the failing build's own last
+    words (pip's `[end of output]`, uv's `[stderr]` block) when there are some, else the last error."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    for marker in ("[end of output]", "[stderr]"):
+        if marker in lines:
+            at = lines.index(marker)
+            block = lines[:at] if marker == "[end of output]" else lines[at + 1:]
+            if marker == "[stderr]":
+                block = block[:next((i for i, ln in enumerate(block) if ln.startswith(("hint:", "[stdout]"))),
+                                    len(block))]
+            words = [ln for ln in block if ln]
+            if words:
+                return words[-1][:300]
+    lines = [ln for ln in lines if ln]
     for line in reversed(lines):
         if _ERROR_LINE.search(line) and not line.lower().startswith(("warning", "note:", "hint:")):
             return line[:300]
