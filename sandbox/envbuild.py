@@ -189,7 +189,7 @@ class BuildBox:
 
     def remove(self) -> None:
         try:
-            self.container.remove(force=True)
+            self.container.remove(force=True, v=True)  # with its scratch volume
         except NotFound:
             pass
 

@@ -53,11 +53,12 @@ from sandbox.envplan import (  # noqa: F401 - re-exported: the environment's pub
 from sandbox.vcs import describe_version
 
 REPOSITORY = "agent-env"
-ENV_RECIPE_VERSION = 4
+ENV_RECIPE_VERSION = 5
 AUTO = ("", "auto")
-SRC = "/build/src"
-PLAN = "/build/plan"
-UV = "/build/bin/uv"
+BUILD = "/tmp/build"  # a volume under the /tmp tmpfs: never part of the image, not even as a mountpoint
+SRC = f"{BUILD}/src"
+PLAN = f"{BUILD}/plan"
+UV = f"{BUILD}/bin/uv"
 
 Log = Callable[[str], None]
 
@@ -116,22 +117,24 @@ def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str]
     # `mounts`, not `volumes`: the SDK records volume targets in the container config, and a commit
     # would turn them into VOLUME declarations of the image.
     mounts = [Mount(inner, host, type="bind", read_only=True) for host, inner in net.mounts.items()]
+    mounts.append(Mount(BUILD, None, type="volume"))  # disk-backed scratch: sources, caches
     box = BuildBox(client, base, f"agent-envbuild-{key}-{os.getpid()}", network=net.needs_network(),
                    mounts=mounts, labels=owner_labels(), log=log)
     try:
         env = _build_env(repo, net, version)
-        box.put("/", tar_files({"opt/venv": None, "build": None, "build/plan": None, "build/cache": None,
-                                "build/bin": None}))
-        box.put("/build", tar_tree(repo, "src"))
+        box.put("/", tar_files({"repo": None}, uid=0))  # the worktree's mountpoint at run time
+        box.put("/", tar_files({"opt/venv": None, BUILD[1:]: None, f"{PLAN[1:]}": None, f"{BUILD[1:]}/cache": None,
+                                f"{BUILD[1:]}/bin": None}))
+        box.put(BUILD, tar_tree(repo, "src"))
         uv = _uv_binary()
         if uv:
-            box.put("/build/bin", tar_files({"uv": Path(uv).read_bytes()}, mode=0o755))
+            box.put(f"{BUILD}/bin", tar_files({"uv": Path(uv).read_bytes()}, mode=0o755))
         box.must("create the virtualenv", f"python3 -m venv {VENV}", env)
         installer = _run_setup(box, setup, env, uv) if setup else _install_declared(repo, box, env, uv, date, log)
         box.offline()
         box.must("keep only the project's metadata", _STRIP_SELF, env)
         box.must("link the worktree", _PTH_SCRIPT, env)
-        box.must("clean up", "find /build /var/tmp -mindepth 1 -delete 2>/dev/null || true", env)
+        box.must("clean up", "find /var/tmp -mindepth 1 -delete 2>/dev/null || true", env)
         box.scan(net.secrets(), env)
         labels = {"agent.env.key": key, "agent.env.base": base, "agent.env.repo": str(repo),
                   "agent.env.python": python, "agent.env.installer": installer,
@@ -153,9 +156,9 @@ def _build_env(repo: Path, net: HostNet, version: str) -> dict[str, str]:
     """Each step's environment: index settings (pip's and uv's), pretend versions, caches off the image."""
     return {**net.environment, **net.uv_environment(), **version_environment(repo, version),
             "PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin", "VIRTUAL_ENV": VENV, "HOME": "/tmp",
-            "USER": "build", "PIP_CACHE_DIR": "/build/cache/pip", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            "PIP_NO_INPUT": "1", "PIP_PROGRESS_BAR": "off", "UV_CACHE_DIR": "/build/cache/uv",
-            "UV_LINK_MODE": "copy", "UV_PYTHON_DOWNLOADS": "never", "GIT_CEILING_DIRECTORIES": "/build",
+            "USER": "build", "PIP_CACHE_DIR": f"{BUILD}/cache/pip", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PIP_NO_INPUT": "1", "PIP_PROGRESS_BAR": "off", "UV_CACHE_DIR": f"{BUILD}/cache/uv",
+            "UV_LINK_MODE": "copy", "UV_PYTHON_DOWNLOADS": "never", "GIT_CEILING_DIRECTORIES": BUILD,
             "PYTHONDONTWRITEBYTECODE": "1"}
 
 
@@ -190,7 +193,7 @@ def _install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | 
     pins, pipfile = lock_pins(repo), pipfile_requirements(repo)
     plan["plan/constraints.txt"] = ("\n".join(pins) + "\n").encode()
     plan["plan/pipfile.txt"] = ("\n".join(pipfile) + "\n").encode()
-    box.put("/build", tar_files(plan))
+    box.put(BUILD, tar_files(plan))
     constraints = (["-c", f"{PLAN}/constraints.txt"] if pins else []) + [
         x for p in constraint_files(repo) for x in ("-c", f"{SRC}/{p.name}")]
     pipfile_args = ["-r", f"{PLAN}/pipfile.txt"] if pipfile else []
