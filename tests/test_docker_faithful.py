@@ -174,3 +174,21 @@ def test_a_failed_install_is_one_line_naming_the_step_and_the_error(base, tmp_pa
     assert "\n" not in message, message
     assert message.startswith("environment build failed: pip install the project exited 1: "), message
     assert "libfoo" in message, message
+
+
+def test_cli_reports_a_failed_environment_build_as_exit_3_with_its_cause(base, tmp_path, agent_env):
+    from evals.fake_glm import FakeGLM
+    from evals.sample_repo import FILES, TARGET, make_sample_repo
+    from tests.conftest import TEST_KEY, run_cli
+
+    marker = uuid.uuid4().hex[:8]
+    repo = make_sample_repo(tmp_path / "shop", {
+        **FILES, "setup.py": f"raise SystemExit('cannot build: needs libfoo-{marker}')\n"})
+    with FakeGLM(turns=[], api_key=TEST_KEY) as server:
+        result = run_cli(["fix", TARGET, "--repo", str(repo), "--base-url", server.base_url, "--sandbox", "docker",
+                          "--json"], agent_env, timeout=600)
+        assert not server.requests  # the model is never called on a broken environment
+    assert result.code == 3, result.stderr
+    assert f"environment build failed: pip install the project exited 1: cannot build: needs libfoo-{marker}" \
+        in result.stderr
+    assert "no test matches" not in result.stderr
