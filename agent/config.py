@@ -71,7 +71,7 @@ class PolicySettings(_Section):
 
 class SandboxSettings(_Section):
     kind: str = "docker"
-    python: str = "3.11"
+    python: str = "auto"
     setup: list[str] = []
     test_command: str = "python -m pytest"
     test_timeout: float = 300

@@ -343,3 +343,16 @@ def drop_branch_if_unused(repo: UserRepo, worktree: Worktree) -> bool:
         return False  # already gone, or it holds the run's commit
     run(repo.root, "branch", "-D", worktree.branch, write=True)
     return True
+
+
+def describe_version(root: Path, rev: str = "HEAD") -> str | None:
+    """A PEP 440 version for `rev` from the nearest tag, as setuptools-scm would guess it (None: no git)."""
+    from sandbox.vcs import pep440_from_describe
+
+    described = output(root, "describe", "--tags", "--long", "--always", "--match", "*[0-9]*", rev)
+    return pep440_from_describe(described) if described else None
+
+
+def commit_date(root: Path, rev: str = "HEAD") -> str | None:
+    """The committer date of `rev` in ISO 8601 (an environment resolves its dependencies as of then)."""
+    return output(root, "show", "-s", "--format=%cI", rev)

@@ -141,18 +141,21 @@ def _reason(exc: BaseException) -> str:
     return text.removeprefix("[Errno ").split("] ", 1)[-1] if text else type(exc).__name__
 
 
-def check_docker(python: str) -> None:
-    """The engine answers and the base image exists; the repository's own image may be built later."""
+def check_docker(python: str, root: Any) -> None:
+    """The engine answers and the base image for the project's Python exists; the repository's own
+    image may be built later."""
     from sandbox.base import SandboxError
     from sandbox.base_image import base_image_status
+    from sandbox.environment import resolve_python
 
     try:
-        exists, tag = base_image_status(python)
+        version = resolve_python(root, python)
+        exists, tag = base_image_status(version)
     except SandboxError as exc:
         raise EnvironmentProblem(str(exc)) from None
     if not exists:
         raise EnvironmentProblem(f"the Docker base image {tag} is missing: build it once with "
-                                 "`agent sandbox build-base` (or use --sandbox local)")
+                                 f"`agent sandbox build-base --python {version}` (or use --sandbox local)")
 
 
 def check_interpreter(root: Any, configured: str | None = None) -> None:
@@ -176,7 +179,7 @@ def preflight(settings: Settings, api_key: str | None, root: Any, spent: list[Us
     probe's usage in `spent`)."""
     note = check_endpoint(settings, api_key, spent)
     if settings.sandbox.kind == "docker":
-        check_docker(settings.sandbox.python)
+        check_docker(settings.sandbox.python, root)
     elif settings.sandbox.kind == "local":
         check_interpreter(root, settings.sandbox.python)
     return [note] if note else []

@@ -62,8 +62,12 @@ def make_sandbox(settings: Settings, root: Path, *, env_root: Path | None = None
     from sandbox.docker import DockerSandbox
     from sandbox.environment import ensure_environment, environment_status
 
-    if build:  # keyed by the tree the tests run on (HEAD's files), not the user's dirty checkout
-        image = ensure_environment(root, settings.sandbox.python, settings.sandbox.setup, log=log)
+    if build:  # keyed by the tree the tests run on (HEAD's files), not the user's dirty checkout; the
+        # version and date come from host git: the build gets no `.git`
+        from agent.gitops import commit_date, describe_version
+
+        image = ensure_environment(root, settings.sandbox.python, settings.sandbox.setup, log=log,
+                                   version=describe_version(root), date=commit_date(root))
     else:
         exists, image = environment_status(root, settings.sandbox.python, settings.sandbox.setup)
         if not exists:

@@ -79,7 +79,8 @@ def gc_cmd(
 
 
 def doctor_checks(python: str = "3.11") -> list[tuple[str, bool, str]]:
-    """(name, ok, detail or fix) for the engine and the base image."""
+    """(name, ok, detail or fix) for the engine and the base image ("auto": the default one)."""
+    python = "3.11" if python.strip().lower() in ("", "auto") else python
     from sandbox.base_image import base_image_status
     from sandbox.engine import engine_status
 

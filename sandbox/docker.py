@@ -11,8 +11,10 @@ import atexit
 import concurrent.futures
 import os
 import secrets
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,6 +34,7 @@ from sandbox.engine import (
     owner_labels,
     process_start,
 )
+from sandbox.envplan import import_roots
 
 IDLE_NAME = "agent-sandbox-idle"
 BACKSTOP_GRACE = 5.0  # seconds past the in-container timeout before the host steps in
@@ -58,6 +61,7 @@ class DockerSandbox(Sandbox):
         self.image = image
         self.memory, self.cpus, self.pids, self.network = memory, cpus, pids, network
         self.container = None
+        self._placeholder: Path | None = None
         self.name = f"agent-sandbox-{os.getpid()}-{secrets.token_hex(4)}"
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -73,12 +77,16 @@ class DockerSandbox(Sandbox):
         gc(client=client)
         _install_hooks()
         stat = self.root.stat()
+        # The code under test is the worktree's: its import roots come before site-packages, where a
+        # test dependency may have installed another copy of the project.
+        pythonpath = ":".join("/repo" if r == "." else f"/repo/{r}" for r in import_roots(self.root))
         environment = {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "PATH": PATH, "VIRTUAL_ENV": VENV,
-                       "LANG": "C.UTF-8", "PYTEST_ADDOPTS": "-p no:cacheprovider"}
+                       "LANG": "C.UTF-8", "PYTEST_ADDOPTS": "-p no:cacheprovider", "PYTHONPATH": pythonpath,
+                       "GIT_CEILING_DIRECTORIES": "/"}
         self.container = client.containers.run(
             self.image, ["bash", "-c", f"exec -a {IDLE_NAME} sleep infinity"], detach=True, name=self.name,
             init=True, network_mode=self.network, read_only=True, tmpfs={"/tmp": TMPFS},
-            mounts=[Mount("/repo", str(self.root), type="bind", read_only=self.read_only), *_git_mounts(self.root)],
+            mounts=[Mount("/repo", str(self.root), type="bind", read_only=self.read_only), *self._hide_git()],
             working_dir="/repo", user=f"{stat.st_uid}:{stat.st_gid}", environment=environment,
             mem_limit=self.memory, memswap_limit=self.memory, pids_limit=self.pids,
             nano_cpus=int(self.cpus * 1e9), security_opt=["no-new-privileges"], cap_drop=["ALL"],
@@ -86,8 +94,26 @@ class DockerSandbox(Sandbox):
         with _lock:
             _live[self.name] = self
 
+    def _hide_git(self) -> list[Mount]:
+        """Cover the worktree's `.git` read-only (its pointer and config stay out of reach): git in the
+        container then finds no repository, versioneer-style tools fall back to "0+unknown" instead of
+        tripping over a gitdir that points outside the container, and no code inside can rewrite the
+        pointer host git follows (a mount point cannot be written, replaced or renamed from inside)."""
+        dot_git = self.root / ".git"
+        if dot_git.is_dir():
+            return [Mount("/repo/.git", None, type="tmpfs", read_only=True, tmpfs_size=4096)]
+        if not dot_git.is_file():
+            return []
+        self._placeholder = Path(tempfile.mkdtemp(prefix="agent-nogit-"))
+        (self._placeholder / "git").write_text("gitdir: /nonexistent/no-repository-in-the-sandbox\n")
+        (self._placeholder / "git").chmod(0o444)
+        return [Mount("/repo/.git", str(self._placeholder / "git"), type="bind", read_only=True)]
+
     def stop(self) -> None:
         container, self.container = self.container, None
+        placeholder, self._placeholder = self._placeholder, None
+        if placeholder is not None:
+            shutil.rmtree(placeholder, ignore_errors=True)
         with _lock:
             _live.pop(self.name, None)
         if container is not None:
@@ -167,21 +193,6 @@ class DockerSandbox(Sandbox):
         events = client.events(since=f"{since - 0.5:.3f}", until=f"{time.time() + 0.1:.3f}", decode=True,
                                filters={"container": self.container.id, "event": "oom"})
         return any(True for _ in events)
-
-
-def _git_mounts(root: Path) -> list[Mount]:
-    """Cover `/repo/.git` read-only: a worktree's pointer file is bound over itself (a mount point cannot
-    be written, replaced or renamed from inside), a repository's own `.git` dir by an empty tmpfs.
-
-    Host git trusts that pointer to find the repository; a container that could rewrite it to
-    `gitdir: .evil` would choose the config (fsmonitor, hooks) of the host's next git command.
-    """
-    dot_git = root / ".git"
-    if dot_git.is_symlink() or not dot_git.exists():
-        return []
-    if dot_git.is_file():
-        return [Mount("/repo/.git", str(dot_git), type="bind", read_only=True)]
-    return [Mount("/repo/.git", None, type="tmpfs", read_only=True, tmpfs_size=4096)]
 
 
 def _text(data: bytes | None) -> str:

@@ -1,133 +1,65 @@
 """Per-repository environment images: a venv with pytest and the repo's declared dependencies.
 
-Built once in a container that may reach the package index (the only step with a network),
-committed as `agent-env:<key>`, where the key hashes the dependency files, the setup commands
-and the base image. The repository itself is never baked in: it is mounted read-only during the
-build and a `.pth` file puts the mounted worktree (`/repo`, `/repo/src`) on `sys.path` at run time,
-which is what an editable install would give a pure-Python project.
+Built once in a hardened container (see envbuild) that may reach the package index, committed
+as `agent-env:<key>`, where the key hashes the dependency files, the setup commands and the
+base image. The repository itself is never baked in: its code is imported from the mounted
+worktree at run time (PYTHONPATH, set by the Docker sandbox).
 
-How dependencies are installed without baking in the repo: the project is copied inside the build
-container and `pip install`ed non-editable (with the usual test extras), so pip resolves exactly
-what its metadata declares (pyproject, setup.cfg and setup.py alike, dynamic metadata included);
-then the project's own code is deleted, keeping only its `.dist-info` (so `importlib.metadata`
-and entry points work) while the code comes from the mounted worktree. PEP 735 test groups,
-requirements files (minus lines that install the repo itself) and tox deps are added.
-Compiled extensions of the repo itself are not built into the worktree: use `setup` commands.
+What is installed (see envplan): the lock file's versions first (uv.lock exported; poetry, pdm
+and Pipfile locks as constraints), pinned requirement and constraint files, else a resolution
+as of the HEAD commit's date; then the project itself with its test extras (so pip or uv
+resolves exactly what its metadata declares, dynamic metadata included), whose own code is then
+deleted, keeping its `.dist-info` (versions, entry points). uv does it in one resolution when
+it can; pip, step by step, when it cannot. Versions from VCS come from the caller (`version`),
+never from the repository's `.git`, which the build does not get.
 """
 
 from __future__ import annotations
 
-import configparser
 import hashlib
-import io
 import os
-import re
 import shlex
-import subprocess
-import sys
-import tarfile
 import time
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlparse
 
-from docker.errors import ImageNotFound, NotFound
+from docker.errors import ImageNotFound
 from docker.types import Mount
 
-from sandbox.base import SandboxError
 from sandbox.base_image import VENV, base_image_status, build_base
 from sandbox.engine import ensure_engine, owner_labels
+from sandbox.envbuild import BuildBox, last_error, tar_files, tar_tree
+from sandbox.envhost import CA_IN_CONTAINER, HostNet, host_net, local_paths, pip_options  # noqa: F401
+from sandbox.envplan import (  # noqa: F401 - re-exported: the environment's public helpers
+    choose_python,
+    constraint_files,
+    dependency_files,
+    dependency_groups,
+    dist_name,
+    filtered_requirements,
+    fully_pinned,
+    import_roots,
+    is_installable,
+    lock_kind,
+    lock_pins,
+    pipfile_requirements,
+    pyproject,
+    requirement_files,
+    test_extras,
+    tool_dev_dependencies,
+    tox_deps,
+    version_environment,
+)
 
 REPOSITORY = "agent-env"
-ENV_RECIPE_VERSION = 3
-DEP_GLOBS = ("pyproject.toml", "setup.cfg", "setup.py", "tox.ini", "*requirements*.txt", "requirements/*.txt")
-TEST_EXTRAS = "test,tests,testing"
-TEST_GROUPS = ("test", "tests", "testing")
-# In a requirements/ folder only these are what tests need (not docs, packaging or type checks).
-_WANTED_IN_DIR = re.compile(r"test|base|common|main|prod|install|^requirements\.txt$")
-CA_IN_CONTAINER = "/run/agent-ca/ca-certificates.crt"
-SYSTEM_BUNDLES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt",
-                  "/etc/ssl/cert.pem")
-PIP_KEYS = ("index-url", "extra-index-url", "find-links", "trusted-host", "no-index")
-PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
-SRC = "/build/src"
+ENV_RECIPE_VERSION = 6
+AUTO = ("", "auto")
+BUILD = "/tmp/build"  # a volume under the /tmp tmpfs: never part of the image, not even as a mountpoint
+SRC = f"{BUILD}/src"
+PLAN = f"{BUILD}/plan"
+UV = f"{BUILD}/bin/uv"
 
 Log = Callable[[str], None]
-
-
-# --- what the build container needs to reach the index the way this host does ---------------
-
-@dataclass
-class HostNet:
-    environment: dict[str, str] = field(default_factory=dict)
-    mounts: dict[str, str] = field(default_factory=dict)  # host path -> container path (read-only)
-
-
-def ca_bundle() -> str | None:
-    for var in ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE"):
-        path = os.environ.get(var)
-        if path and os.path.isfile(path):
-            return path
-    return next((p for p in SYSTEM_BUNDLES if os.path.isfile(p)), None)
-
-
-def pip_options() -> dict[str, str]:
-    """Effective pip source options: config files (`pip config list`), overridden by PIP_* variables."""
-    options: dict[str, str] = {}
-    try:
-        out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
-                             text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError):
-        out = ""
-    for line in out.splitlines():
-        match = re.match(r"^(.+?)='(.*)'$", line.strip())
-        if match:
-            scope, _, key = match.group(1).rpartition(".")
-            if key in PIP_KEYS and scope != ":env:":
-                options[key] = match.group(2)
-    for key in PIP_KEYS:
-        value = os.environ.get("PIP_" + key.upper().replace("-", "_"))
-        if value:
-            options[key] = value
-    return options
-
-
-def local_paths(value: str) -> list[str]:
-    """Existing local directories that a pip option names (file:// URLs or absolute paths)."""
-    paths = []
-    for item in value.split():
-        path = unquote(urlparse(item).path) if item.startswith("file:") else item
-        if path.startswith("/") and os.path.exists(path):
-            root = Path(path)
-            # A file index's pages usually link to ../../files: mount the index root's parent.
-            paths.append(str(root.parent if root.name == "simple" else root))
-    return paths
-
-
-def host_net() -> HostNet:
-    """The host's CA bundle and pip sources, found now (the CA may change between boots: never baked)."""
-    net = HostNet()
-    bundle = ca_bundle()
-    if bundle:
-        net.mounts[os.path.realpath(bundle)] = CA_IN_CONTAINER
-        for var in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE"):
-            net.environment[var] = CA_IN_CONTAINER
-    for key, value in pip_options().items():
-        net.environment["PIP_" + key.upper().replace("-", "_")] = value
-        if key in ("index-url", "extra-index-url", "find-links"):
-            for path in local_paths(value):
-                net.mounts.setdefault(path, path)
-    net.environment.update({v: os.environ[v] for v in PROXY_VARS if os.environ.get(v)})
-    return net
-
-
-# --- what to install ---------------------------------------------------------------------------
-
-def dependency_files(repo: Path) -> list[Path]:
-    found = {p for pattern in DEP_GLOBS for p in repo.glob(pattern) if p.is_file()}
-    return sorted(found)
 
 
 def environment_key(repo: Path, setup: list[str], base: str) -> str:
@@ -139,85 +71,14 @@ def environment_key(repo: Path, setup: list[str], base: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def filtered_requirements(text: str) -> str:
-    """A requirements file without lines that install the repo itself (`.`, `-e .`, local paths)."""
-    keep = []
-    for line in text.splitlines():
-        bare = line.split(" #", 1)[0].strip()
-        target = bare[2:].strip() if bare.startswith("-e") else bare
-        if bare.startswith(("-e", "--editable")) or target.startswith((".", "/", "file:")):
-            continue
-        keep.append(line)
-    return "\n".join(keep) + "\n"
+def resolve_python(repo: Path, python: str | None) -> str:
+    """`[sandbox] python` when set; else the one the project asks for (requires-python, classifiers...)."""
+    return choose_python(Path(repo)) if (python or "").strip().lower() in AUTO else str(python)
 
 
-def tox_deps(repo: Path) -> list[str]:
-    """Plain requirement strings from tox.ini's [testenv] deps (factors and -r lines skipped)."""
-    path = repo / "tox.ini"
-    if not path.is_file():
-        return []
-    parser = configparser.ConfigParser(interpolation=None)
-    try:
-        parser.read_string(path.read_text(errors="replace"))
-    except configparser.Error:
-        return []
-    raw = parser.get("testenv", "deps", fallback="")
-    deps = [d.strip() for d in raw.splitlines()]
-    return [d for d in deps if d and not d.startswith(("-", ".", "/", "#")) and not re.search(r"[{}:]\s", d + " ")]
-
-
-def requirement_files(repo: Path) -> list[Path]:
-    """The requirements files to install: root ones except docs, and test/base ones in requirements/."""
-    wanted = []
-    for path in dependency_files(repo):
-        if path.suffix != ".txt":
-            continue
-        at_root = path.parent == repo
-        if (at_root and "doc" not in path.name) or (not at_root and _WANTED_IN_DIR.search(path.name)):
-            wanted.append(path)
-    return wanted
-
-
-def dependency_groups(repo: Path) -> list[str]:
-    """Requirements of the PEP 735 test groups in pyproject.toml, `include-group`s resolved."""
-    try:
-        groups = tomllib.loads((repo / "pyproject.toml").read_text()).get("dependency-groups", {})
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return []
-
-    def expand(name: str, seen: frozenset[str]) -> list[str]:
-        out: list[str] = []
-        for item in groups.get(name, []):
-            if isinstance(item, str):
-                out.append(item)
-            elif isinstance(item, dict) and item.get("include-group") not in seen | {None}:
-                out += expand(item["include-group"], seen | {name})
-        return out
-
-    reqs = [r for name in TEST_GROUPS if name in groups for r in expand(name, frozenset())]
-    return list(dict.fromkeys(reqs))
-
-
-def is_installable(repo: Path) -> bool:
-    """Does the repo declare a project (so installing it resolves its dependencies)?"""
-    if (repo / "setup.py").is_file():
-        return True
-    pyproject = repo / "pyproject.toml"
-    if pyproject.is_file():
-        try:
-            data = tomllib.loads(pyproject.read_text())
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-            return False
-        if "project" in data or "build-system" in data:
-            return True
-    return False  # a setup.cfg alone is not buildable by pip
-
-
-# --- the build ---------------------------------------------------------------------------------
-
-def environment_status(repo: Path, python: str = "3.11", setup: list[str] | None = None) -> tuple[bool, str]:
+def environment_status(repo: Path, python: str | None = "auto", setup: list[str] | None = None) -> tuple[bool, str]:
     """(exists, tag) of the environment image the repo needs now."""
-    base_ok, base = base_image_status(python)
+    base_ok, base = base_image_status(resolve_python(repo, python))
     tag = f"{REPOSITORY}:{environment_key(Path(repo), setup or [], base)}"
     if not base_ok:
         return False, tag
@@ -228,13 +89,19 @@ def environment_status(repo: Path, python: str = "3.11", setup: list[str] | None
     return True, tag
 
 
-def ensure_environment(repo: Path, python: str = "3.11", setup: list[str] | None = None,
-                       log: Log = print) -> str:
-    """Tag of the repo's environment image, built (network allowed) only when its key is new."""
+def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str] | None = None,
+                       log: Log = print, *, version: str | None = None, date: str | None = None) -> str:
+    """Tag of the repo's environment image, built only when its key is new.
+
+    `version` is the project's version at HEAD (from the host's git: the build has no `.git`);
+    `date` is HEAD's commit date, the resolver's cut-off when nothing pins the versions.
+    """
     repo = Path(repo).resolve()
     setup = list(setup or [])
+    python = resolve_python(repo, python)
     base = build_base(python, log=log)  # a no-op when present; builds (root, ~1 min) when missing
-    tag = f"{REPOSITORY}:{environment_key(repo, setup, base)}"
+    key = environment_key(repo, setup, base)
+    tag = f"{REPOSITORY}:{key}"
     client = ensure_engine()
     try:
         client.images.get(tag)
@@ -242,56 +109,143 @@ def ensure_environment(repo: Path, python: str = "3.11", setup: list[str] | None
     except ImageNotFound:
         pass
     started = time.monotonic()
-    log(f"building environment {tag} from {base}")
     net = host_net()
+    version = version or "0.0.0"  # the caller reads it from host git (agent.gitops.describe_version)
+    log(f"building environment {tag} from {base} (Python {python}, network "
+        f"{'on while installing' if net.needs_network() else 'off: local package sources'})")
     # `mounts`, not `volumes`: the SDK records volume targets in the container config, and a commit
     # would turn them into VOLUME declarations of the image.
     mounts = [Mount(inner, host, type="bind", read_only=True) for host, inner in net.mounts.items()]
-    mounts.append(Mount("/repo", str(repo), type="bind", read_only=True))
-    name = f"agent-envbuild-{tag.split(':')[1]}-{os.getpid()}"
-    container = client.containers.run(base, ["sleep", "infinity"], detach=True, init=True, name=name,
-                                      network_mode="bridge", mounts=mounts, labels=owner_labels())
+    mounts.append(Mount(BUILD, None, type="volume"))  # disk-backed scratch: sources, caches
+    box = BuildBox(client, base, f"agent-envbuild-{key}-{os.getpid()}", network=net.needs_network(),
+                   mounts=mounts, labels=owner_labels(), log=log)
     try:
-        env = {**net.environment, "PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin", "VIRTUAL_ENV": VENV,
-               "PIP_NO_CACHE_DIR": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "HOME": "/root"}
-
-        def step(what: str, script: str, *, required: bool = True) -> bool:
-            code, out = container.exec_run(["sh", "-ec", script], environment=env, workdir="/")
-            text = out.decode(errors="replace") if out else ""
-            if code == 0:
-                return True
-            tail = "\n".join(text.splitlines()[-15:])
-            if required:
-                raise SandboxError(f"environment build failed at '{what}' (exit {code}):\n{tail}")
-            log(f"warning: '{what}' failed (exit {code}); continuing without it:\n{tail}")
-            return False
-
-        step("create venv", f"python3 -m venv {VENV} && pip install -q pytest")
-        step("copy repository",
-             f"mkdir -p {SRC} && tar -C /repo --exclude=./.git -cf - . | tar -C {SRC} -xf -")
-        if setup:
-            for cmd in setup:
-                log(f"setup: {cmd}")
-                step(cmd, f"cd {SRC} && {cmd}")
-        else:
-            _install_declared(repo, container, step, log)
-        step("link worktree", _PTH_SCRIPT)
-        step("clean up", "rm -rf /build /root/.cache /tmp/* /tmp/.[!.]*")
-        labels = {"agent.env.key": tag.split(":")[1], "agent.env.base": base, "agent.env.repo": str(repo)}
-        container.commit(repository=REPOSITORY, tag=tag.split(":")[1], changes=[
+        env = _build_env(repo, net, version)
+        box.put("/", tar_files({"repo": None}, uid=0))  # the worktree's mountpoint at run time
+        box.put("/", tar_files({"opt/venv": None, BUILD[1:]: None, f"{PLAN[1:]}": None, f"{BUILD[1:]}/cache": None,
+                                f"{BUILD[1:]}/bin": None}))
+        box.put(BUILD, tar_tree(repo, "src"))
+        uv = _uv_binary()
+        if uv:
+            box.put(f"{BUILD}/bin", tar_files({"uv": Path(uv).read_bytes()}, mode=0o755))
+        # uv makes the venv in a fraction of `python3 -m venv`'s time (ensurepip is the slow part)
+        venv = f"python3 -m venv {VENV}"
+        if uv:
+            venv = f"{UV} venv -q --seed --allow-existing --python /usr/bin/python3 {VENV} || {venv}"
+        box.must("create the virtualenv", venv, env)
+        installer = _run_setup(box, setup, env, uv) if setup else _install_declared(repo, box, env, uv, date, log)
+        box.offline()
+        box.must("keep only the project's metadata", _STRIP_SELF, env)
+        box.must("link the worktree", _PTH_SCRIPT, env)
+        box.must("clean up", "find /var/tmp -mindepth 1 -delete 2>/dev/null || true", env)
+        box.scan(net.secrets(), env)
+        labels = {"agent.env.key": key, "agent.env.base": base, "agent.env.repo": str(repo),
+                  "agent.env.python": python, "agent.env.installer": installer,
+                  "agent.env.lock": lock_kind(repo) or "", "agent.env.version": version}
+        box.commit(REPOSITORY, key, [
             f"ENV PATH={VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
             f"ENV VIRTUAL_ENV={VENV}", 'CMD ["/bin/bash"]',
             *(f'LABEL {k}="{v}"' for k, v in labels.items()),
             # a commit keeps the build container's labels: blank the owner ones so that containers
             # of this image are not mistaken for sandboxes (gc matches agent.sandbox=1)
-            *(f'LABEL {k}=""' for k in owner_labels())])
+            *(f'LABEL {k}=""' for k in owner_labels())], net.secrets())
     finally:
-        try:
-            container.remove(force=True)
-        except NotFound:
-            pass
-    log(f"environment {tag} built in {time.monotonic() - started:.1f} s")
+        box.remove()
+    log(f"environment {tag} built in {time.monotonic() - started:.1f} s ({installer})")
     return tag
+
+
+def _build_env(repo: Path, net: HostNet, version: str) -> dict[str, str]:
+    """Each step's environment: index settings (pip's and uv's), pretend versions, caches off the image."""
+    return {**net.environment, **net.uv_environment(), **version_environment(repo, version),
+            "PATH": f"{VENV}/bin:/usr/local/bin:/usr/bin:/bin", "VIRTUAL_ENV": VENV, "HOME": "/tmp",
+            "USER": "build", "PIP_CACHE_DIR": f"{BUILD}/cache/pip", "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            "PIP_NO_INPUT": "1", "PIP_PROGRESS_BAR": "off", "UV_CACHE_DIR": f"{BUILD}/cache/uv",
+            "UV_LINK_MODE": "copy", "UV_PYTHON_DOWNLOADS": "never", "GIT_CEILING_DIRECTORIES": BUILD,
+            "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def _uv_binary() -> str | None:
+    """The host's uv executable (the PyPI wheel carries a static binary), if any."""
+    if os.environ.get("AGENT_NO_UV"):
+        return None
+    try:
+        import uv  # type: ignore[import-not-found]
+
+        path = uv.find_uv_bin()
+    except (ImportError, FileNotFoundError, AttributeError):
+        return None
+    with open(path, "rb") as handle:
+        return path if handle.read(4) == b"\x7fELF" else None
+
+
+def _run_setup(box: BuildBox, setup: list[str], env: dict[str, str], uv: str | None) -> str:
+    pytest = f"{UV} pip install --python {VENV}/bin/python pytest" if uv else "pip install pytest"
+    box.must("install pytest", pytest, env)
+    for cmd in setup:
+        box.must(f"setup '{cmd}'", f"cd {SRC} && {cmd}", env)
+    return "setup"
+
+
+def _install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | None, date: str | None,
+                      log: Log) -> str:
+    """Locks and pins first; one uv resolution when it works, else pip step by step."""
+    reqs = [p.relative_to(repo).as_posix() for p in requirement_files(repo)]
+    plan: dict[str, bytes] = {f"src/{r}": filtered_requirements((repo / r).read_text(errors="replace")).encode()
+                              for r in reqs}
+    pins, pipfile = lock_pins(repo), pipfile_requirements(repo)
+    plan["plan/constraints.txt"] = ("\n".join(pins) + "\n").encode()
+    plan["plan/pipfile.txt"] = ("\n".join(pipfile) + "\n").encode()
+    box.put(BUILD, tar_files(plan))
+    constraints = (["-c", f"{PLAN}/constraints.txt"] if pins else []) + [
+        x for p in constraint_files(repo) for x in ("-c", f"{SRC}/{p.name}")]
+    pipfile_args = ["-r", f"{PLAN}/pipfile.txt"] if pipfile else []
+    extras = test_extras(repo)
+    project = [f"{SRC}[{','.join(extras)}]" if extras else SRC] if is_installable(repo) else []
+    loose = dependency_groups(repo) + tox_deps(repo) + tool_dev_dependencies(repo)
+    pinned = lock_kind(repo) is not None or fully_pinned(repo)
+    if uv:
+        uv_env = dict(env)
+        if date and not pinned:
+            uv_env["UV_EXCLUDE_NEWER"] = date
+            log(f"environment: no lock file or pins: resolving as of {date}")
+        script = [f"cd {SRC}"]
+        lock = []
+        if lock_kind(repo) == "uv.lock":
+            groups = [g for g in ("test", "tests", "testing") if g in _groups(repo)]
+            export = [UV, "export", "--frozen", "--no-hashes", "--no-emit-project", "--no-header", "--no-annotate",
+                      *(x for e in extras for x in ("--extra", e)), *(x for g in groups for x in ("--group", g)),
+                      "-o", f"{PLAN}/lock.txt"]
+            script += [shlex.join(export), f"grep -v -e '^-e' -e '^\\.' {PLAN}/lock.txt > {PLAN}/lock-c.txt || true"]
+            lock = ["-r", f"{PLAN}/lock.txt", "-c", f"{PLAN}/lock-c.txt"]
+        install = [UV, "pip", "install", "--python", f"{VENV}/bin/python", *constraints, *lock, "pytest",
+                   *(x for r in reqs for x in ("-r", f"{SRC}/{r}")), *pipfile_args, *project, *loose]
+        script.append(shlex.join(install))
+        code, out = box.run("install dependencies (uv)", " && ".join(script), uv_env)
+        if code == 0:
+            return "uv"
+        log(f"warning: uv could not install the environment ({last_error(out)}); trying pip")
+    box.must("install pytest", shlex.join(["pip", "install", *constraints, "pytest"]), env)
+    for rel in reqs:
+        _optional(box, f"pip install -r {rel}",
+                  shlex.join(["pip", "install", *constraints, "-r", f"{SRC}/{rel}"]), env, log)
+    if pipfile:
+        _optional(box, "pip install Pipfile.lock", shlex.join(["pip", "install", *pipfile_args]), env, log)
+    if project:
+        box.must("pip install the project", shlex.join(["pip", "install", *constraints, *project]), env)
+    if loose:
+        _optional(box, "pip install test dependencies", shlex.join(["pip", "install", *constraints, *loose]), env, log)
+    return "pip"
+
+
+def _groups(repo: Path) -> set[str]:
+    return set(pyproject(repo).get("dependency-groups", {}))
+
+
+def _optional(box: BuildBox, what: str, script: str, env: dict[str, str], log: Log) -> None:
+    code, out = box.run(what, script, env)
+    if code != 0:
+        log(f"warning: {what} exited {code} ({last_error(out)}); continuing without it")
 
 
 _PTH_SCRIPT = (
@@ -299,28 +253,6 @@ _PTH_SCRIPT = (
     f"printf '/repo\\n' > $site/agent_worktree.pth && if [ -d {SRC}/src ]; then printf '/repo/src\\n' "
     ">> $site/agent_worktree.pth; fi"
 )
-
-
-def _install_declared(repo: Path, container, step, log: Log) -> None:
-    """requirements files, the project's metadata (installed then removed), test groups, tox deps."""
-    reqs = requirement_files(repo)
-    if reqs:
-        container.put_archive(SRC, _tar({p.relative_to(repo).as_posix(): filtered_requirements(p.read_text(
-            errors="replace")) for p in reqs}))
-        for req in reqs:
-            rel = req.relative_to(repo).as_posix()
-            log(f"installing {rel}")
-            step(f"pip install -r {rel}", f"cd {SRC}/{os.path.dirname(rel) or '.'} && "
-                                          f"pip install -q -r {os.path.basename(rel)}")
-    if is_installable(repo):
-        log("installing the project's declared dependencies")
-        if step("pip install project", f"cd {SRC} && pip install -q '.[{TEST_EXTRAS}]'", required=False):
-            step("remove the project's own code", _STRIP_SELF)
-    for what, deps in (("dependency groups", dependency_groups(repo)), ("tox deps", tox_deps(repo))):
-        if deps:
-            log(f"installing {what}: {' '.join(deps)}")
-            quoted = " ".join(shlex.quote(d) for d in deps)
-            step(f"pip install {what}", f"pip install -q {quoted}", required=False)
 
 
 # Find the distribution pip installed from the copied source (its direct_url.json names it) and
@@ -351,17 +283,6 @@ _STRIP_SELF = (
     "    print(dist.metadata['Name'])\n"
     "PY"
 )
-
-
-def _tar(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def prune_environments(keep: set[str] | None = None) -> list[str]:

@@ -64,7 +64,7 @@ def repo_python(root: Path, environ: dict[str, str] | None = None,
     active = env.get("VIRTUAL_ENV")
     if active and os.access(Path(active) / "bin" / "python", os.X_OK):
         return str(Path(active) / "bin" / "python"), Path(active), "active virtualenv"
-    if configured:
+    if configured and configured.strip().lower() != "auto":  # "auto": the project's choice, for Docker
         name = f"python{configured}" if re.fullmatch(r"\d+(\.\d+)*", configured) else configured
         found = shutil.which(name, path=env.get("PATH"))
         if found:

@@ -91,7 +91,7 @@ def test_failed_setup_is_a_clear_error_and_leaves_no_container(base, tmp_path):
     from sandbox.engine import ensure_engine
     from sandbox.environment import ensure_environment
 
-    with pytest.raises(SandboxError, match="environment build failed at 'exit 7'"):
+    with pytest.raises(SandboxError, match="environment build failed: setup 'exit 7' exited 7"):
         ensure_environment(tmp_path, "3.11", ["exit 7"], log=lambda _m: None)
     name = f"agent-envbuild-.*-{os.getpid()}"
     leftovers = ensure_engine().containers.list(all=True, filters={"name": name})

@@ -111,3 +111,125 @@ def test_doctor_checks_report_engine_and_base_image():
     assert len(checks) == 2 and all(isinstance(detail, str) and detail for _n, _ok, detail in checks)
     if not checks[0][1]:
         assert "dockerd" in checks[0][2]
+
+
+def test_credentials_found_in_urls_and_proxies(monkeypatch, tmp_path: Path):
+    from sandbox.envhost import secrets_in
+
+    found = secrets_in(["https://__token__:pypi-AgEIcHlwaS5vcmc%2Fx@upload.example/simple",
+                        "http://ghp_abcdefghijkl@git.example/simple file:///opt/pypi/simple",
+                        "http://user:pw@proxy:3128", "https://plain.example/simple"])
+    assert "pypi-AgEIcHlwaS5vcmc%2Fx" in found and "pypi-AgEIcHlwaS5vcmc/x" in found
+    assert "ghp_abcdefghijkl" in found
+    assert "pw" not in found  # too short to search for without false alarms
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxyuser:proxy-secret-1@proxy.example:3128")
+    monkeypatch.setenv("PIP_INDEX_URL", f"file://{tmp_path}/simple")
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    net = host_net()
+    assert "proxy-secret-1" in net.secrets()
+    uv = net.uv_environment()
+    assert uv["UV_INDEX_URL"] == f"file://{tmp_path}/simple" and uv["UV_FIND_LINKS"] == str(tmp_path)
+    assert not any(k.startswith("PIP_") for k in uv)
+
+
+@pytest.mark.parametrize(("files", "expected"), [
+    ({}, "3.11"),
+    ({"pyproject.toml": '[project]\nname = "x"\nrequires-python = ">=3.12"\n'}, "3.13"),
+    ({"setup.py": "setup(python_requires='>=3.6',\n classifiers=['Programming Language :: Python :: 3.7',\n"
+                  " 'Programming Language :: Python :: 3.9'])\n"}, "3.9"),
+    ({"pyproject.toml": '[project]\nname = "x"\nrequires-python = ">=3.8,<3.11"\n'}, "3.9"),
+    ({".python-version": "3.13.1\n"}, "3.13"),
+    ({"tox.ini": "[tox]\nenvlist = py37,py38,py39\n"}, "3.9"),
+    ({"pyproject.toml": '[tool.poetry.dependencies]\npython = "^3.10"\n'}, "3.11"),
+])
+def test_choose_python_from_the_project(tmp_path, files, expected):
+    from sandbox.envplan import choose_python
+
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert choose_python(tmp_path) == expected
+
+
+def test_import_roots_put_declared_package_dirs_first(tmp_path):
+    from sandbox.envplan import import_roots
+
+    (tmp_path / "lib" / "pkg").mkdir(parents=True)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "setup.cfg").write_text("[options]\npackage_dir =\n    =lib\n")
+    assert import_roots(tmp_path) == ["lib", "src", "."]
+    (tmp_path / "pyproject.toml").write_text('[tool.setuptools.package-dir]\n"" = "../escape"\n')
+    assert import_roots(tmp_path) == ["lib", "src", "."]
+
+
+def test_lock_pins_from_poetry_and_pipfile_locks(tmp_path):
+    from sandbox.envplan import lock_pins, pipfile_requirements
+
+    (tmp_path / "poetry.lock").write_text(
+        '[[package]]\nname = "six"\nversion = "1.15.0"\n\n[[package]]\nname = "numpy"\nversion = "1.24.4"\n\n'
+        '[[package]]\nname = "numpy"\nversion = "2.0.0"\n\n[[package]]\nname = "mine"\nversion = "0.1"\n'
+        '[package.source]\ntype = "directory"\nurl = "mine"\n')
+    assert lock_pins(tmp_path) == ["six==1.15.0"]  # forked versions are left to the resolver
+    (tmp_path / "poetry.lock").unlink()
+    (tmp_path / "Pipfile.lock").write_text(
+        '{"default": {"six": {"version": "==1.15.0"}}, "develop": {"colorama": {"version": "==0.4.6", '
+        '"markers": "sys_platform == \'win32\'"}}}')
+    assert lock_pins(tmp_path) == ["colorama==0.4.6", "six==1.15.0"]
+    assert pipfile_requirements(tmp_path) == ["six==1.15.0", "colorama==0.4.6; sys_platform == 'win32'"]
+
+
+@pytest.mark.parametrize(("described", "version"), [
+    ("v1.2.3-0-gabc1234", "1.2.3"),
+    ("v1.2.3-5-gabc1234", "1.2.4.dev5+gabc1234"),
+    ("release-2.0rc1-0-gdeadbee", "2.0rc1"),
+    ("abc1234", "0.0.0+gabc1234"),
+])
+def test_pep440_from_describe(described, version):
+    from sandbox.vcs import pep440_from_describe
+
+    assert pep440_from_describe(described) == version
+
+
+def test_pretend_versions_are_scoped_to_the_project(tmp_path):
+    from sandbox.envplan import version_environment
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools-scm"]\n[project]\nname = "My.Pkg"\ndynamic = ["version"]\n')
+    assert version_environment(tmp_path, "1.0") == {"SETUPTOOLS_SCM_PRETEND_VERSION_FOR_MY_PKG": "1.0"}
+    (tmp_path / "pyproject.toml").unlink()
+    (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup(setup_requires=['pbr'], pbr=True)\n")
+    assert version_environment(tmp_path, "1.0") == {"PBR_VERSION": "1.0"}
+
+
+def test_last_error_prefers_the_failing_builds_own_words():
+    from sandbox.envbuild import last_error
+
+    pip = ("Processing /build/src\n  error: subprocess-exited-with-error\n\n  × python setup.py egg_info did "
+           "not run successfully.\n  │ exit code: 1\n  ╰─> [2 lines of output]\n      Traceback\n"
+           "      RuntimeError: libfoo missing\n      [end of output]\n\n  note: This is an issue\n"
+           "error: metadata-generation-failed\n")
+    assert last_error(pip) == "RuntimeError: libfoo missing"
+    uv = ("  × Failed to build `x @ file:///build/src`\n  ├─▶ The build backend returned an error\n"
+          "      [stderr]\n      ValueError: bad version\n\n      hint: This usually indicates a problem\n")
+    assert last_error(uv) == "ValueError: bad version"
+    assert last_error("Collecting six\nERROR: No matching distribution found for sixx\n") == \
+        "ERROR: No matching distribution found for sixx"
+
+
+def test_changed_roots_cover_every_change_once():
+    from sandbox.envbuild import _changed_roots
+
+    diff = [{"Path": "/opt", "Kind": 0}, {"Path": "/opt/venv", "Kind": 1}, {"Path": "/opt/venv/bin", "Kind": 1},
+            {"Path": "/var", "Kind": 0}, {"Path": "/var/tmp", "Kind": 0}, {"Path": "/var/tmp/x.conf", "Kind": 1},
+            {"Path": "/tmp/cache", "Kind": 1}, {"Path": "/build/src", "Kind": 2}]
+    assert _changed_roots(diff) == ["/opt/venv", "/var/tmp/x.conf"]
+
+
+def test_network_only_when_a_source_is_remote(tmp_path):
+    from sandbox.envhost import HostNet
+
+    assert HostNet(options={}).needs_network()  # the default index is PyPI
+    local = HostNet(options={"no-index": "1", "find-links": str(tmp_path)})
+    assert not local.needs_network()
+    assert not HostNet(options={"index-url": f"file://{tmp_path}/simple"}).needs_network()
+    assert HostNet(options={"index-url": f"file://{tmp_path}", "extra-index-url": "https://x/simple"}).needs_network()

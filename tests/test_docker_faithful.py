@@ -1,0 +1,194 @@
+"""Environment images that match the project (issue 14), built by a real engine from small repos made here.
+
+Each test builds a fresh image (unique content, so a unique key) and removes it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from evals.sample_repo import git
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def base() -> str:
+    from sandbox.base import SandboxError
+    from sandbox.base_image import base_image_status
+
+    try:
+        exists, tag = base_image_status("3.11")
+    except SandboxError as exc:
+        pytest.skip(f"no Docker engine reachable: {exc}")
+    if not exists:
+        pytest.skip(f"base image {tag} missing: run .ci/setup-docker.sh")
+    return tag
+
+
+@pytest.fixture
+def images():
+    from sandbox.engine import ensure_engine
+
+    made: list[str] = []
+    yield made
+    for tag in made:
+        ensure_engine().images.remove(tag, force=True)
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def run_in(repo: Path, image: str, *argv: str) -> tuple[int, str]:
+    from sandbox.docker import DockerSandbox
+
+    with DockerSandbox(repo, image=image) as box:
+        result = box.exec(list(argv), 120)
+    return result.exit_code, result.output.strip()
+
+
+def test_setuptools_scm_project_builds_and_imports_its_version(base, tmp_path, images):
+    from agent.gitops import commit_date, describe_version
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "scm", {
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools>=64", "setuptools-scm>=8"]\n'
+                          'build-backend = "setuptools.build_meta"\n[project]\nname = "scmproj"\n'
+                          'dynamic = ["version"]\ndependencies = ["six"]\n[tool.setuptools_scm]\n'
+                          f"# {uuid.uuid4()}\n",
+        "src/scmproj/__init__.py": "from importlib.metadata import version\n__version__ = version('scmproj')\n",
+        "tests/test_it.py": "import scmproj, six\n\ndef test_version():\n    assert scmproj.__version__\n",
+    })
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "one")
+    git(repo, "tag", "v1.4.0")
+    (repo / "README").write_text("two\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "two")
+    sha = git(repo, "rev-parse", "--short", "HEAD").strip()
+    version = describe_version(repo)
+    assert version == f"1.4.1.dev1+g{sha}"
+    logs: list[str] = []
+    images.append(ensure_environment(repo, "auto", [], log=logs.append, version=version, date=commit_date(repo)))
+    code, out = run_in(repo, images[-1], "python", "-c", "import scmproj; print(scmproj.__version__, scmproj.__file__)")
+    assert code == 0, out
+    assert out.split() == [version, "/repo/src/scmproj/__init__.py"]
+    assert any("environment: install dependencies" in line for line in logs), logs  # live progress
+
+
+def test_versioneer_style_lookup_in_a_worktree_falls_back_and_cannot_touch_the_git_pointer(base, tmp_path, images):
+    from sandbox.environment import ensure_environment
+
+    main = write(tmp_path / "main", {
+        "setup.py": "from setuptools import setup\nsetup(name='vproj', version='0+unknown', packages=['vproj'])\n",
+        "vproj/__init__.py": "from vproj._version import get_version\n__version__ = get_version()\n",
+        # what versioneer does: ask git in the package's checkout, fall back to 0+unknown
+        "vproj/_version.py": (
+            "import os, subprocess\n\ndef get_version():\n"
+            "    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))\n"
+            "    rc = subprocess.run(['git', 'rev-parse', '--git-dir'], cwd=root, capture_output=True).returncode\n"
+            "    if rc != 0:\n        return '0+unknown'\n"
+            "    out = subprocess.run(['git', 'describe', '--tags', '--long'], cwd=root, capture_output=True,\n"
+            "                         text=True, check=True).stdout\n"
+            "    return out.strip().lstrip('v')\n"),
+        "MARK": str(uuid.uuid4()),
+    })
+    git(main, "init", "-q")
+    git(main, "add", ".")
+    git(main, "commit", "-qm", "one")
+    worktree = tmp_path / "wt"
+    git(main, "worktree", "add", "-q", str(worktree))
+    pointer = (worktree / ".git").read_text()
+    images.append(ensure_environment(worktree, "auto", [], log=lambda _m: None))
+    code, out = run_in(worktree, images[-1], "sh", "-c",
+                       "python -c 'import vproj; print(vproj.__version__)'; "
+                       "echo 'gitdir: .evil' > .git && echo WROTE; git rev-parse --git-dir || echo NOGIT")
+    assert out.splitlines()[0] == "0+unknown", out
+    assert "WROTE" not in out and "NOGIT" in out, out
+    assert (worktree / ".git").read_text() == pointer
+
+
+def test_uv_lock_pins_an_old_release(base, tmp_path, images):
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "locked", {
+        "pyproject.toml": '[project]\nname = "locked"\nversion = "0.1"\nrequires-python = ">=3.9"\n'
+                          f'dependencies = ["six"]\n# {uuid.uuid4()}\n',
+        "tests/test_six.py": "import six\n\ndef test_six():\n    assert six.__version__ == '1.15.0'\n",
+    })
+    env = {**os.environ, "UV_EXCLUDE_NEWER": "2020-06-01T00:00:00Z"}
+    done = subprocess.run(["uv", "lock"], cwd=repo, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert 'name = "six"\nversion = "1.15.0"' in (repo / "uv.lock").read_text()
+    images.append(ensure_environment(repo, "auto", [], log=lambda _m: None))
+    code, out = run_in(repo, images[-1], "python", "-m", "pytest", "-q")
+    assert code == 0 and "1 passed" in out, out
+
+
+def test_unpinned_requirements_resolve_as_of_the_commit_date(base, tmp_path, images):
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "dated", {"requirements.txt": f"six  # {uuid.uuid4()}\n"})
+    images.append(ensure_environment(repo, "auto", [], log=lambda _m: None, date="2020-06-01T00:00:00+00:00"))
+    code, out = run_in(repo, images[-1], "python", "-c", "import six; print(six.__version__)")
+    assert (code, out) == (0, "1.15.0")
+
+
+def test_src_layout_beats_a_copy_of_the_package_in_site_packages(base, tmp_path, images):
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "shadow", {
+        "src/shadowpkg/__init__.py": "WHERE = 'worktree'\n",
+        "tests/test_where.py": "import shadowpkg\n\ndef test_where():\n"
+                               "    assert shadowpkg.WHERE == 'worktree', shadowpkg.__file__\n",
+    })
+    # what a test dependency that ships the same top-level package does to site-packages
+    plant = ("site=$(python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])') && "
+             f"mkdir -p $site/shadowpkg && echo \"WHERE = 'site-packages'  # {uuid.uuid4()}\" "
+             "> $site/shadowpkg/__init__.py")
+    images.append(ensure_environment(repo, "auto", [plant], log=lambda _m: None))
+    code, out = run_in(repo, images[-1], "python", "-m", "pytest", "-q")
+    assert code == 0 and "1 passed" in out, out
+
+
+def test_a_failed_install_is_one_line_naming_the_step_and_the_error(base, tmp_path):
+    from sandbox.base import SandboxError
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "broken", {
+        "setup.py": f"raise SystemExit('cannot build: missing libfoo-{uuid.uuid4().hex[:8]}')\n"})
+    with pytest.raises(SandboxError) as caught:
+        ensure_environment(repo, "auto", [], log=lambda _m: None)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    assert message.startswith("environment build failed: pip install the project exited 1: "), message
+    assert "libfoo" in message, message
+
+
+def test_cli_reports_a_failed_environment_build_as_exit_3_with_its_cause(base, tmp_path, agent_env):
+    from evals.fake_glm import FakeGLM
+    from evals.sample_repo import FILES, TARGET, make_sample_repo
+    from tests.conftest import TEST_KEY, run_cli
+
+    marker = uuid.uuid4().hex[:8]
+    repo = make_sample_repo(tmp_path / "shop", {
+        **FILES, "setup.py": f"raise SystemExit('cannot build: needs libfoo-{marker}')\n"})
+    with FakeGLM(turns=[], api_key=TEST_KEY) as server:
+        result = run_cli(["fix", TARGET, "--repo", str(repo), "--base-url", server.base_url, "--sandbox", "docker",
+                          "--json"], agent_env, timeout=600)
+        assert not server.requests  # the model is never called on a broken environment
+    assert result.code == 3, result.stderr
+    assert f"environment build failed: pip install the project exited 1: cannot build: needs libfoo-{marker}" \
+        in result.stderr
+    assert "no test matches" not in result.stderr
