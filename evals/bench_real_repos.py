@@ -1,0 +1,399 @@
+"""Real repositories through `agent fix` with the oracle model, in the three setups users have (issue 14).
+
+Each instance (evals/data/real_repos.jsonl, built by evals/real_instances.py from libraries' own
+bug-fix commits) becomes a user's checkout: the base commit plus the fix's tests, committed. Then:
+
+  a  local sandbox, a venv with the project installed editable from that checkout (pip install -e .
+     plus its test dependencies) active as VIRTUAL_ENV; the agent comes from this source tree
+  b  local sandbox, the agent installed into that same kind of venv (pip install -e <agent>), its `agent`
+  c  Docker sandbox, the agent from this source tree and nothing but the repository
+
+The oracle (evals/oracle.py) replays the gold patch through the agent's tools, so what is measured
+is the pipeline: environment, reproduction, verification, report. Each branch is graded without the
+agent: a fresh clone of the branch's commit with the instance's test files restored, FAIL_TO_PASS and
+PASS_TO_PASS run by pytest in the library's venv with the clone first on PYTHONPATH. Mirrors are not
+bundled: pass them at run time.
+
+    python -m evals.bench_real_repos --mirrors /work/.mirror --setups a,c --work /tmp/realbench
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from evals.bench_localization_real import PYTEST_EXTRA, repo_name
+from evals.instances import Instance
+from evals.materialize import apply_patch, commit_all, git, materialize
+from evals.oracle import ORACLE_KEY, oracle_server
+from evals.runner import RunConfig, agent_env, fix_command, read_trajectory
+
+AGENT_SRC = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).parent / "data" / "real_repos.jsonl"
+SETUPS = {"a": "local, project installed editable in the active venv",
+          "b": "local, the agent installed into the project's venv",
+          "c": "docker, from the repository alone"}
+# Runs `agent` from a source tree without putting that tree on the PYTHONPATH the tests inherit.
+BOOT = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'agent'; "
+        "runpy.run_module('agent.cli', run_name='__main__', alter_sys=True)")
+TEST_NAMES = ("test", "tests", "testing")
+BUILT = re.compile(r"environment (\S+) built in ([\d.]+) s")
+
+
+@dataclasses.dataclass
+class Options:
+    work: Path
+    agent_src: Path = AGENT_SRC
+    offline: bool = False           # venvs see the host's packages and install nothing from an index
+    fresh_env: bool = True          # remove a library's Docker environment image before its first run
+    agent_timeout: float = 900.0
+    test_timeout: float = 600.0
+
+
+# --- the instance set ---------------------------------------------------------------------------
+
+def load(path: Path, mirrors: dict[str, Path], ids: set[str] | None = None) -> list[dict[str, Any]]:
+    """Raw records (with `properties`), each given its mirror; instances without one are an error."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        record = json.loads(line)
+        if ids and record["instance_id"] not in ids:
+            continue
+        if record["repo"] not in mirrors:
+            raise SystemExit(f"error: no mirror for {record['repo']} (pass --mirror or --mirrors)")
+        record["environment_setup"] = {**record["environment_setup"], "mirror": str(mirrors[record["repo"]])}
+        out.append(record)
+    return out
+
+
+def find_mirrors(dirs: list[str], singles: list[str]) -> dict[str, Path]:
+    """owner/name -> mirror, from --mirror paths and --mirrors directories of owner+name/repo."""
+    found = {repo_name(Path(m)): Path(m) for m in singles}
+    for d in dirs:
+        for child in sorted(Path(d).iterdir()):
+            git_dir = child / "repo" if (child / "repo").is_dir() else child
+            if (git_dir / "HEAD").is_file() or (git_dir / ".git").exists():
+                found.setdefault(repo_name(git_dir), git_dir)
+    return found
+
+
+def user_checkout(inst: Instance, dest: Path) -> str:
+    """The user's checkout: the base commit plus the fix's tests, committed; returns that commit."""
+    repo = materialize(inst, dest)
+    if not apply_patch(repo, inst.test_patch):
+        raise RuntimeError("the test patch does not apply to the base commit")
+    return commit_all(repo, "Add the failing tests")
+
+
+# --- the user's venv ----------------------------------------------------------------------------
+
+def test_requirements(root: Path) -> tuple[str, list[str]]:
+    """(extras spec, requirement args) a developer would install to run the tests of `root`."""
+    extras: list[str] = []
+    reqs: list[str] = []
+    pyproject = root / "pyproject.toml"
+    data = tomllib.loads(pyproject.read_text(encoding="utf-8")) if pyproject.is_file() else {}
+    declared = set((data.get("project") or {}).get("optional-dependencies") or {})
+    for path in (root / "setup.cfg", root / "setup.py"):
+        if path.is_file():
+            declared |= set(re.findall(r"^\s*['\"]?(tests?|testing)['\"]?\s*[:=]", path.read_text(
+                encoding="utf-8", errors="replace"), re.M))
+    extras = sorted(declared & set(TEST_NAMES))
+    groups = data.get("dependency-groups") or {}
+
+    def expand(name: str) -> list[str]:
+        items = []
+        for item in groups.get(name, []):
+            items += expand(item["include-group"]) if isinstance(item, dict) else [item]
+        return items
+
+    for name in (*TEST_NAMES, "dev"):
+        if name in groups:
+            reqs += expand(name)
+            break
+    patterns = ("requirements/test*.txt", "requirements/tests*.txt", "requirements-test*.txt",
+                "test-requirements.txt", "requirements/dev.txt", "requirements-dev.txt", "tests/requirements.txt")
+    for pattern in patterns:
+        for path in sorted(root.glob(pattern)):
+            reqs += ["-r", str(path)]
+    return (f"[{','.join(extras)}]" if extras else ""), reqs
+
+
+def _pip(python: Path, args: list[str], opts: Options, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    extra = ["--no-index", "--no-build-isolation"] if opts.offline else []
+    return subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *extra, *args],
+                          capture_output=True, text=True, timeout=timeout, env=_clean_env())
+
+
+def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
+    """Create (once) and install the user's venv; '' or a one-line note of what could not be installed."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        flags = ["--system-site-packages"] if opts.offline else []
+        subprocess.run([sys.executable, "-m", "venv", *flags, str(venv)], check=True, capture_output=True,
+                       env=_clean_env())
+        if opts.offline:  # the venv's bundled setuptools would shadow the host's (which builds wheels)
+            subprocess.run([str(python), "-m", "pip", "uninstall", "-q", "-y", "setuptools"], capture_output=True,
+                           env=_clean_env())
+    extras, reqs = test_requirements(repo)
+    note = ""
+    if opts.offline:
+        proc = _pip(python, ["--no-deps", "-e", str(repo)], opts)
+    else:
+        proc = _pip(python, ["-e", f"{repo}{extras}", *reqs, "pytest"], opts)
+        if proc.returncode:  # old pins that no longer install: the project and pytest, as a user would retry
+            note = f"test requirements did not install ({_last_line(proc.stderr)}); "
+            proc = _pip(python, ["-e", str(repo), "pytest"], opts)
+    if proc.returncode:
+        raise RuntimeError(f"pip install -e failed: {_last_line(proc.stderr)}")
+    if with_agent:
+        proc = _pip(python, ["--no-deps" if opts.offline else "--upgrade-strategy=only-if-needed", "-e",
+                             str(opts.agent_src)], opts)
+        if proc.returncode:
+            raise RuntimeError(f"pip install -e <agent> failed: {_last_line(proc.stderr)}")
+    return note
+
+
+def _clean_env() -> dict[str, str]:
+    """The host's environment without a virtualenv or import path of its own (a user's fresh shell)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    return env
+
+
+def _last_line(text: str) -> str:
+    """The first `error:` line of a tool's output, else its last line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.lower().startswith("error")]
+    return (errors or lines or [""])[0 if errors else -1][:200]
+
+
+# --- one run ------------------------------------------------------------------------------------
+
+def agent_argv(setup: str, inst: Instance, repo: Path, url: str, venv: Path, opts: Options) -> list[str]:
+    shown = dataclasses.replace(inst, test_patch="")  # the tests are in the user's checkout: targets, not hidden
+    cfg = RunConfig(work=str(opts.work), sandbox="docker" if setup == "c" else "local")
+    args = fix_command(shown, repo, url, cfg)[3:]  # from "fix" on
+    if setup == "b":
+        return [str(venv / "bin" / "agent"), *args]
+    return [sys.executable, "-c", BOOT, str(opts.agent_src), *args]
+
+
+def run_env(setup: str, home: Path, venv: Path) -> dict[str, str]:
+    env = agent_env(home, ORACLE_KEY, "docker")  # no PYTHONPATH: the user's shell has none
+    for key in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"):
+        env.pop(key, None)
+    if setup in ("a", "b"):
+        env["VIRTUAL_ENV"] = str(venv)
+        env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def env_image(repo: Path) -> tuple[bool, str]:
+    from sandbox.environment import environment_status
+
+    return environment_status(repo)
+
+
+def run_one(record: dict[str, Any], setup: str, opts: Options, first_of_library: bool) -> dict[str, Any]:
+    """One instance in one setup: checkout, venv, `agent fix`, independent grade. Never raises."""
+    inst = Instance.from_dict(record)
+    lib = inst.repo.split("/")[-1]
+    d = opts.work / setup / inst.instance_id
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    venv = opts.work / "venvs" / f"{lib}-{'b' if setup == 'b' else 'a'}"
+    out: dict[str, Any] = {"instance_id": inst.instance_id, "repo": inst.repo, "setup": setup,
+                           "properties": record.get("properties", {}), "exit": None, "status": None,
+                           "grade": None, "cause": "", "first_request_s": None, "env_build_s": None,
+                           "first_of_library": first_of_library}
+    try:
+        repo = d / "repo"
+        bug_state = user_checkout(inst, repo)
+        out["venv_note"] = make_venv(venv, repo, opts, with_agent=setup == "b") if setup != "c" else ""
+        if setup == "c":
+            exists, tag = env_image(repo)
+            if exists and first_of_library and opts.fresh_env:
+                subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+                exists = False
+            out["env_image_cached"] = exists
+        server = oracle_server(inst.patch, repo)
+        server.start()
+        try:
+            argv = agent_argv(setup, inst, repo, server.base_url, venv, opts)
+            started = time.time()
+            with (d / "agent.log").open("w", encoding="utf-8") as err:
+                proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, text=True, cwd=repo,
+                                      env=run_env(setup, d / "agent-home", venv), timeout=opts.agent_timeout)
+            out["wall_s"] = round(time.time() - started, 1)
+        finally:
+            server.stop()
+        out["exit"] = proc.returncode
+        log = (d / "agent.log").read_text(encoding="utf-8", errors="replace")
+        if m := BUILT.search(log):
+            out["env_build_s"] = float(m.group(2))
+        try:
+            report = json.loads(proc.stdout) if proc.stdout.strip() else None
+        except json.JSONDecodeError:
+            report = None
+        events = read_trajectory(report)
+        requests = [e for e in events if e.get("event") == "request"]
+        if requests:
+            out["first_request_s"] = round(float(requests[0]["ts"]) - started, 2)
+        commit = (report or {}).get("commit") or bug_state
+        out.update(status=(report or {}).get("status"), stop_reason=(report or {}).get("stop_reason"),
+                   turns=(report or {}).get("turns"), commit=commit)
+        grade, why = grade_commit(repo, commit, bug_state, inst, venv.parent / f"{lib}-a", d / "grade", opts)
+        out["grade"] = grade
+        if proc.returncode != 0 or not grade:
+            out["cause"] = _agent_error(log) or (f"{out['status']}: {out['stop_reason']}" if report else "") or why
+            if proc.returncode == 0 and not grade:
+                out["cause"] = f"reported {out['status']} but independent grading fails: {why}"
+    except Exception as exc:  # noqa: BLE001 - one broken instance must not end the run
+        out["cause"] = f"bench: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    finally:
+        for sub in ("repo", "grade"):
+            shutil.rmtree(d / sub, ignore_errors=True)
+    return out
+
+
+def _agent_error(log: str) -> str:
+    errors = [ln.strip() for ln in log.splitlines() if ln.strip().lower().startswith("error")]
+    return errors[-1][:300] if errors else ""
+
+
+# --- independent grading ------------------------------------------------------------------------
+
+def grade_commit(user_repo: Path, commit: str, bug_state: str, inst: Instance, venv: Path, dest: Path,
+                 opts: Options) -> tuple[bool, str]:
+    """(all FAIL_TO_PASS and PASS_TO_PASS pass, first failure) on a fresh clone of `commit`."""
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(user_repo), str(dest)], check=True,
+                   capture_output=True)
+    git(dest, "checkout", "-q", "--detach", commit)
+    tests = sorted({t.split("::", 1)[0] for t in inst.FAIL_TO_PASS + inst.PASS_TO_PASS})
+    git(dest, "checkout", "-q", bug_state, "--", *tests)  # the instance's tests, whatever the branch did to them
+    if not (venv / "bin" / "python").exists():
+        make_venv(venv, user_repo, opts, with_agent=False)
+    roots = [str(dest / "src")] if (dest / "src").is_dir() else []
+    env = {**_clean_env(), "PYTHONPATH": os.pathsep.join([*roots, str(dest)]), "PYTHONDONTWRITEBYTECODE": "1"}
+    argv = [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", *PYTEST_EXTRA, "-q", "-rfE",
+            "--tb=line", *list(dict.fromkeys(inst.FAIL_TO_PASS + inst.PASS_TO_PASS))]
+    try:
+        proc = subprocess.run(argv, cwd=dest, capture_output=True, text=True, env=env, timeout=opts.test_timeout)
+    except subprocess.TimeoutExpired:
+        return False, "grading timed out"
+    if proc.returncode == 0:
+        return True, ""
+    text = proc.stdout + proc.stderr
+    lines = text.splitlines()
+    first = next((ln for ln in lines if ln.startswith(("FAILED", "ERROR"))), None) or next(
+        (ln for ln in lines if ln.startswith("E ")), _last_line(text))
+    return False, f"pytest exit {proc.returncode}: {first.strip()[:200]}"
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+def table(rows: list[dict[str, Any]], setup: str) -> str:
+    out = [f"\n## setup {setup}: {SETUPS[setup]}", "",
+           "| instance | props | exit | status | graded | first request s | cause |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        p = r.get("properties") or {}
+        props = "/".join(x for x in (p.get("layout"), ",".join(v for v in p.get("versioning", []) if v != "static"),
+                                     "lock" if p.get("lock_files") else "", "old" if p.get("old") else "",
+                                     "ns" if p.get("namespace") else "") if x)
+        graded = {True: "pass", False: "FAIL", None: "-"}[r["grade"]]
+        out.append(f"| {r['instance_id']} | {props} | {r['exit']} | {r['status']} | {graded} | "
+                   f"{r['first_request_s'] if r['first_request_s'] is not None else '-'} | {r['cause'][:160]} |")
+    n = len(rows)
+    ok = [r for r in rows if r["exit"] == 0 and r["status"] == "resolved" and r["grade"]]
+    false_ok = [r for r in rows if r["status"] == "resolved" and r["exit"] == 0 and not r["grade"]]
+    out += ["", f"resolved (exit 0, status resolved, independent grade passes): {len(ok)}/{n} = "
+            f"{100 * len(ok) / max(n, 1):.0f}%",
+            f"false resolved (reported resolved, independent grade fails): {len(false_ok)}"]
+    exit3 = [r for r in rows if r["exit"] == 3]
+    out.append(f"exit 3: {len(exit3)}" + "".join(f"\n  {r['instance_id']}: {r['cause']}" for r in exit3))
+    not3 = [r for r in rows if r not in ok and r["exit"] != 3]
+    out.append(f"unresolved without an exit-3 message: {len(not3)}"
+               + "".join(f"\n  {r['instance_id']} (exit {r['exit']}): {r['cause']}" for r in not3))
+    out += ["", "| library | first-run env build s | first-run s to first request |", "|---|---|---|"]
+    for lib in sorted({r["repo"] for r in rows}):
+        first = next((r for r in rows if r["repo"] == lib and r.get("first_of_library")), None)
+        if first is None:
+            continue
+        build = first["env_build_s"] if first["env_build_s"] is not None else (
+            "cached" if first.get("env_image_cached") else "-")
+        out.append(f"| {lib} | {build} | {first['first_request_s'] if first['first_request_s'] is not None else '-'} |")
+    builds = [r["env_build_s"] for r in rows if r.get("first_of_library") and r["env_build_s"] is not None]
+    firsts = [r["first_request_s"] for r in rows if r.get("first_of_library") and r["first_request_s"] is not None]
+    if builds:
+        out.append(f"median first-run environment build: {statistics.median(builds):.1f} s (goal < 10 s)")
+    if firsts:
+        out.append(f"median first-run time to first model request: {statistics.median(firsts):.1f} s")
+    return "\n".join(out)
+
+
+def run(records: list[dict[str, Any]], setups: list[str], opts: Options, results: Path) -> list[dict[str, Any]]:
+    done = {}
+    if results.is_file():
+        for line in results.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            done[(row["setup"], row["instance_id"])] = row
+    rows = []
+    for setup in setups:
+        seen: set[str] = {r["repo"] for (s, _), r in done.items() if s == setup and r.get("first_of_library")}
+        for record in records:
+            key = (setup, record["instance_id"])
+            if key in done:
+                rows.append(done[key])
+                continue
+            first = record["repo"] not in seen
+            seen.add(record["repo"])
+            row = run_one(record, setup, opts, first)
+            print(f"[{setup}] {row['instance_id']:<48} exit={row['exit']} status={row['status']} "
+                  f"graded={row['grade']} first_request={row['first_request_s']} {row['cause'][:120]}", flush=True)
+            with results.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(row) + "\n")
+            rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(DATA), help="instances (JSON lines)")
+    ap.add_argument("--mirror", action="append", default=[], help="a git mirror of one library")
+    ap.add_argument("--mirrors", action="append", default=[], help="a directory of mirrors (owner+name/repo)")
+    ap.add_argument("--setups", default="a,b,c", help="comma-separated: a, b, c")
+    ap.add_argument("--instance", action="append", default=[], help="only these instance ids")
+    ap.add_argument("--work", required=True, help="work directory; results.jsonl there makes a run resumable")
+    ap.add_argument("--agent-src", default=str(AGENT_SRC), help="the agent source tree to run")
+    ap.add_argument("--offline", action="store_true", help="venvs reuse the host's packages; no index")
+    ap.add_argument("--keep-env", action="store_true", help="do not remove a library's Docker image first")
+    ap.add_argument("--agent-timeout", type=float, default=900.0)
+    args = ap.parse_args(argv)
+    setups = [s for s in args.setups.split(",") if s]
+    if bad := [s for s in setups if s not in SETUPS]:
+        ap.error(f"unknown setup(s) {bad}: use a, b, c")
+    opts = Options(work=Path(args.work).resolve(), agent_src=Path(args.agent_src).resolve(), offline=args.offline,
+                   fresh_env=not args.keep_env, agent_timeout=args.agent_timeout)
+    opts.work.mkdir(parents=True, exist_ok=True)
+    records = load(Path(args.data), find_mirrors(args.mirrors, args.mirror), set(args.instance) or None)
+    rows = run(records, setups, opts, opts.work / "results.jsonl")
+    for setup in setups:
+        print(table([r for r in rows if r["setup"] == setup], setup))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
