@@ -147,11 +147,13 @@ def split_list(text: str) -> list[str]:
     return [item.strip() for line in text.splitlines() for item in line.split(",") if item.strip()]
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """A new dict: `override` merged into `base`, tables into tables, everything else replaced.
+    The one merge of settings layers and of request fragments into a request body."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -225,7 +227,7 @@ def load_settings(repo: Path | None = None, overrides: dict[str, Any] | None = N
     user_path = user_config_path(environ)
     user_text = _read_file(user_path)
     if user_text:
-        data = _merge(data, _read_toml(user_text, str(user_path)))
+        data = deep_merge(data, _read_toml(user_text, str(user_path)))
     text, where = repo_config, ".agent.toml (given)"
     if text is None and repo is not None:
         where = str(Path(repo) / ".agent.toml")
@@ -236,7 +238,7 @@ def load_settings(repo: Path | None = None, overrides: dict[str, Any] | None = N
             warn(f"warning: .agent.toml: ignored {', '.join(dropped)} (a repository may set only "
                  "policy.critical, sandbox.python/setup/test_command/test_timeout and review.*; "
                  f"put the rest in {user_path})")
-        data = _merge(data, kept)
+        data = deep_merge(data, kept)
     for name, (section, key) in ENV_KEYS.items():
         value = environ.get(f"AGENT_{name}")
         if value:

@@ -7,7 +7,6 @@ to request fragments from the profile in settings, never from code.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import platform
@@ -19,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from agent.config import ConfigError, ModelSettings, PriceRow, Settings
+from agent.config import ConfigError, ModelSettings, PriceRow, Settings, deep_merge
 from agent.model.errors import (
     ConnectionFailedError,
     ContentFilterError,
@@ -97,15 +96,6 @@ def validate_profile(profile: dict[str, Any], name: str = "profile") -> None:
         elif mode not in efforts:
             raise ConfigError(f"model profile {name!r} mode {mode!r} must send reasoning_effort={mode!r}"
                               " explicitly (the server default is max)")
-
-
-def _deep_merge(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
-    for key, value in fragment.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_merge(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
 
 
 def usage_from(raw: dict[str, Any] | None) -> Usage:
@@ -191,7 +181,7 @@ class GLMClient:
             body["temperature"] = self.settings.temperature
         body["request_id"] = request_id
         fixed = {key: body[key] for key in HARNESS_FIELDS if key in body}
-        body = _deep_merge(body, self.profile[mode])
+        body = deep_merge(body, self.profile[mode])
         for key in HARNESS_FIELDS:
             body.pop(key, None)
         for key in OUTPUT_CAPS:
@@ -288,7 +278,6 @@ class GLMClient:
                     assembled = self._read_stream(resp, int(body["max_tokens"]))
                 else:
                     assembled = self._read_json(resp)
-                effort = resp.headers.get("x-fake-effective-effort")
         except httpx.TimeoutException as exc:
             phase = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
             limit = self.settings.connect_timeout if phase == "connect" else self.settings.idle_timeout
@@ -300,10 +289,7 @@ class GLMClient:
             raise IncompleteStreamError(f"connection dropped: {self._redact(str(exc))}") from None
         except httpx.HTTPError as exc:
             raise ConnectionFailedError(f"{type(exc).__name__}: {self._redact(str(exc))}") from None
-        completion = self._finish(assembled, body, mode, allow_fallback=allow_fallback)
-        if effort:
-            completion.extra["effective_effort"] = effort
-        return completion
+        return self._finish(assembled, body, mode, allow_fallback=allow_fallback)
 
     def _read_stream(self, resp: httpx.Response, max_tokens: int) -> Assembled:
         """The assembled stream; stops reading once it has provably passed `max_tokens`.
