@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ValidationError
 
+from prompts import refusal
 from sandbox.base import Sandbox
 from tools.testing import TestRun
 
@@ -151,13 +152,10 @@ def check_writable(ctx: ToolContext, rel: str) -> None:
     if ".git" in parts:
         raise ToolRefused(f"{rel}: git metadata is not editable")
     if ctx.protected_paths is not None and not ctx.allow_test_edits and ctx.protected_paths(rel):
-        raise ToolRefused(
-            f"{rel} is a test file. Tests are the evidence the fix is judged by, so they are not edited; "
-            "change the code under test instead (a user can allow test edits with --allow-test-edits)."
-        )
+        raise ToolRefused(refusal("protected", path=rel))
     if ctx.scope_fence and not in_scope(ctx, rel):
         fence = ", ".join(ctx.scope_fence)
-        raise ToolRefused(f"{rel} is outside the task's scope ({fence}); only files there may be changed")
+        raise ToolRefused(refusal("out_of_scope", path=rel, fence=fence))
 
 
 def in_scope(ctx: ToolContext, rel: str) -> bool:
