@@ -17,7 +17,7 @@ from agent.budget import MIN_USEFUL_OUTPUT, Budget, BudgetExhausted
 from agent.model.errors import ContextOverflowError
 from agent.model.pricing import cost_of
 from agent.model.types import AttemptCost, Completion, ModelClient, Usage
-from agent.policy import Policy
+from agent.policy import Decision, Policy
 from agent.prompting import render
 from agent.tokens import estimate_json_tokens
 from agent.trajectory import Trajectory
@@ -154,15 +154,26 @@ class Loop:
         self._counted.append(_Counted(sent, max(prompt_tokens - known, 0), _digest(messages[start:sent])))
 
     def _call(self, messages: list[dict[str, Any]]) -> Completion:
+        """One model call: fit the prompt, ask the budget and the policy, send, account."""
+        prompt = self._fit(messages)
+        allowance = self.budget.allow_call(prompt, min(self.max_output, self.context_limit - prompt))
+        decision = self.policy.decide(set(self.seeds) | self.ctx.touched | self._last_paths)
+        completion = self._send(messages, decision, prompt, allowance)
+        self._account(messages, decision, completion)
+        return completion
+
+    def _fit(self, messages: list[dict[str, Any]]) -> int:
+        """The prompt's worst-case size, compacting once when it and the output would pass the limit."""
         prompt = self._prompt_tokens(messages)
         if prompt + self.max_output > self.context_limit:
             prompt = self._compact(messages, reason="prompt near the context limit")
             if prompt + MIN_USEFUL_OUTPUT > self.context_limit:
                 raise BudgetExhausted("context", f"the prompt (~{prompt} tokens) does not fit the context limit "
                                                  f"({self.context_limit}) even after compaction")
-        allowance = self.budget.allow_call(prompt, min(self.max_output, self.context_limit - prompt))
-        working_set = set(self.seeds) | self.ctx.touched | self._last_paths
-        decision = self.policy.decide(working_set)
+        return prompt
+
+    def _send(self, messages: list[dict[str, Any]], decision: Decision, prompt: int, allowance: int) -> Completion:
+        """The request (logged), and one resend after compaction when the API reports an overflow."""
         self.trajectory.event(
             "request", turn=self.budget.turns + 1, mode=decision.mode, reason=decision.reason,
             prompt_estimate=prompt, max_tokens=allowance, messages=messages[self._sent:],
@@ -170,23 +181,26 @@ class Loop:
         self._sent = len(messages)
         attempts = _AttemptBudget(self, prompt)
         try:
-            completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
-                                              budget=attempts)
+            return self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
+                                        budget=attempts)
         except ContextOverflowError as exc:
             if self.outcome.compactions:
                 raise BudgetExhausted("context", f"the API still reports a context overflow after compaction "
                                                  f"({exc})") from None
-            attempts.prompt = self._compact(messages, reason="the API reported a context overflow")
-            allowance = attempts.next_allowance()  # the resend is a new request: the budget is asked again
-            self.trajectory.event("request", turn=self.budget.turns + 1, mode=decision.mode, reason="resend",
-                                  prompt_estimate=attempts.prompt, max_tokens=allowance, messages=messages)
-            self._sent = len(messages)
-            try:
-                completion = self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
-                                                  budget=attempts)
-            except ContextOverflowError as again:
-                raise BudgetExhausted("context", f"the API still reports a context overflow after compaction "
-                                                 f"({again})") from None
+        attempts.prompt = self._compact(messages, reason="the API reported a context overflow")
+        allowance = attempts.next_allowance()  # the resend is a new request: the budget is asked again
+        self.trajectory.event("request", turn=self.budget.turns + 1, mode=decision.mode, reason="resend",
+                              prompt_estimate=attempts.prompt, max_tokens=allowance, messages=messages)
+        self._sent = len(messages)
+        try:
+            return self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
+                                        budget=attempts)
+        except ContextOverflowError as again:
+            raise BudgetExhausted("context", f"the API still reports a context overflow after compaction "
+                                             f"({again})") from None
+
+    def _account(self, messages: list[dict[str, Any]], decision: Decision, completion: Completion) -> None:
+        """The API's counts, the cache a compaction cost, the charge, the response event and the turn line."""
         if not completion.extra.get("usage_estimated"):
             self._count(messages, self._sent, completion.usage.prompt_tokens)
         if self._prompt_before_compaction is not None:
@@ -210,7 +224,6 @@ class Loop:
             f"turn {self.budget.turns:>2} · {decision.mode:<4} · {names} · in {usage.prompt_tokens} "
             f"(cached {usage.cached_share:.0%}) out {usage.completion_tokens} · "
             f"${self.budget.cost_usd:.4f} / ¥{self.budget.cost_rmb:.4f}")
-        return completion
 
     def _count_max_reasoning(self, completion: Completion) -> None:
         """Reasoning tokens of Max calls at the output price: the most Max can have added over High."""
