@@ -89,10 +89,10 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     probes: list[Usage] = []
     notes = preflight(settings, run.api_key, user_root, probes)  # key, endpoint, sandbox: before anything is made
     run_dir = run.open(task.slug)
-    for usage in probes:
-        run.charge_probe(usage)
     worktree = gitops.create_worktree(repo, task.slug, run_dir / "worktree")
     fix = _Fix(run, task, worktree, user_root, options, scopes, notes)
+    for usage in probes:  # after the start event: the probe is the run's first spend
+        run.charge_probe(usage)
     outcome = LoopOutcome("error", "")
     try:
         fix.reproduce()

@@ -48,7 +48,7 @@ def test_review_runs_tests_read_only_in_docker(sample_repo, agent_env):
     assert result.code == 0, result.stderr
     report = result.report
     assert report["sandbox"] == "docker"
-    assert offered == ["search", "view", "outline", "run_tests", "comment", "finish"]
+    assert offered == ["search", "view", "outline", "run_tests", "run", "comment", "finish"]
     results = [e for e in map(json.loads, (Path(report["run_dir"]) / "trajectory.jsonl").read_text().splitlines())
                if e["event"] == "tool_result"]
     outcomes = results[0]["data"]["run"]["outcomes"]
