@@ -72,12 +72,12 @@ def make_sandbox(settings: Settings, worktree: Path, user_repo: Path, log: Calla
 
 
 def _summarise(worktree: Path, task: Task, traceback: str, scopes: list[str], tokens: int,
-               log: Callable[[str], None]) -> tuple[Any, Any, Any]:
+               log: Callable[[str], None], executed: Any = ()) -> tuple[Any, Any, Any]:
     """Index, scope and summary of the worktree; `agent summary` renders the same from the same inputs."""
     from agent.summary import summarise
 
     index, scope, summary = summarise(worktree, task.targets, scopes, tokens, traceback=traceback,
-                                      task_text=task.text, cache_dir=cache_dir())
+                                      task_text=task.text, cache_dir=cache_dir(), executed=executed)
     for note in summary.notes[:5]:
         log(f"summary: {note}")
     return index, scope, summary
@@ -151,8 +151,11 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
                        interpreter=getattr(sandbox, "python", None) or settings.sandbox.kind)
         progress(f"reproduced: {baseline.short_summary()}")
 
+        from agent.spectrum import executed_definitions  # a traced rerun of the targets; [] on any failure
+
+        executed = executed_definitions(sandbox, baseline, task.targets, test_command, timeout, progress)
         index, scope, summary = _summarise(worktree.path, task, baseline.output, scopes,
-                                           settings.loop.summary_tokens, progress)
+                                           settings.loop.summary_tokens, progress, executed)
         ctx = ToolContext(
             root=worktree.path, sandbox=sandbox, target_tests=list(task.targets), test_command=test_command,
             test_timeout=timeout, scope_fence=scopes, allow_test_edits=options.allow_test_edits, index=index,

@@ -26,6 +26,7 @@ MAX_FULL_DEFS = 40       # definitions listed per in-scope file before "... more
 W_TEST_NEIGHBOUR = 3.0   # personalisation for files a target test references, times the link's share
 MAX_SKELETON_CHARS = 240
 MAX_TOP_DIRS = 12
+EXEC_SHARE = 0.2         # of the task budget for the definitions the failing tests executed
 NAMES_SHARE = 0.5        # of the task budget for naming files; the rest upgrades them to definitions
 AUX_FACTOR = 0.15        # examples, fixtures and other tests rank this much lower unless the task names them
 
@@ -228,6 +229,12 @@ def render_task_part(index: RepoIndex, graph: FileGraph, global_ranks: list[floa
     if scope.frames:
         head += "Traceback (in repo): " + " -> ".join(f"{p}:{n}" for p, n in scope.frames[-8:]) + "\n"
     rel_head = "## Related files (ranked)\n"
+    if scope.executed:  # as many of the executed definitions, best first, as fit their share
+        lines = [f"{p}:{n} {name} ({score:.2f})\n" for p, n, name, score in scope.executed]
+        cut = _largest_prefix("## Executed by the failing tests (Ochiai, best first)\n", lines,
+                              int(nominal * EXEC_SHARE))
+        if cut:
+            head += "## Executed by the failing tests (Ochiai, best first)\n" + "".join(cut)
 
     # 1. names: the longest prefix of the order whose bare paths fit the nominal budget
     order = in_scope + others

@@ -28,6 +28,7 @@ W_DEEP_REEXPORT = 0.8  # one package level further down: steers the ranking, not
 W_SCOPE_DIR = 0.5
 W_TEST_CALL = 1.5      # a definition the target test reaches through an attribute (`app.config.from_pyfile`)
 W_TEST_STRING = 2.5    # a string in the target test naming a module, a file or a registry key
+W_EXECUTED = 7.0       # times a file's best Ochiai score over the run's best: above every static signal
 W_ERROR_NAME = 0.6     # a name on the failure's `E   ` lines: steers the ranking only
 MAX_TEST_SOURCE = 2400  # characters of a target test function shown in the summary
 SEED_MIN = 1.0         # lighter weights only personalise the ranking
@@ -49,6 +50,7 @@ class Scope:
     tests: list[str] = field(default_factory=list)  # the target tests' files
     notes: list[str] = field(default_factory=list)
     test_sources: list[tuple[str, int, str]] = field(default_factory=list)  # (path, first line, source)
+    executed: list[tuple[str, int, str, float]] = field(default_factory=list)  # ran by failing tests, best first
 
 
 def parse_frames(traceback: str) -> list[tuple[str, int]]:
@@ -151,7 +153,8 @@ def _imports(path: Path, relpath: str) -> list[tuple[str, list[str]]]:
 
 
 def compute_scope(root: Path, index: RepoIndex, target_tests: list[str], traceback: str | None,
-                  scope_dirs: list[str], task_text: str) -> Scope:
+                  scope_dirs: list[str], task_text: str,
+                  executed: list[tuple[str, int, str, float]] | None = None) -> Scope:
     root = Path(root).resolve()
     files = sorted(index.files)
     resolver = _PathResolver(root, files)
@@ -255,10 +258,16 @@ def compute_scope(root: Path, index: RepoIndex, target_tests: list[str], traceba
             for p in hits:
                 add(p, W_ERROR_NAME)
 
+    # 6. what the failing tests executed (a spectrum over the sandbox run): the strongest evidence there is
+    ran = [e for e in executed or () if e[0] in index.files]
+    best = max((e[3] for e in ran), default=0.0)
+    for path, _line, _name, score in ran:
+        add(path, W_EXECUTED * score / best if best > 0 else 0.0)
+
     seeds = sorted((p for p, w in weights.items() if w >= SEED_MIN), key=lambda p: (-weights[p], p))
     dirs = sorted({p.rsplit("/", 1)[0] if "/" in p else "." for p in seeds} | {f or "." for f in fence})
     return Scope(seeds, dirs, fence, dict(sorted(weights.items())), frames=frames, notes=notes, tests=test_files,
-                 test_sources=sources)
+                 test_sources=sources, executed=ran)
 
 
 def _aux_or_test(path: str) -> bool:
