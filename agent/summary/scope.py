@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from textwrap import dedent as textwrap_dedent
 
@@ -128,12 +129,30 @@ class _PathResolver:
         return None
 
 
+@lru_cache(maxsize=8)
+def _parsed(path: Path, stamp: tuple[int, int]) -> tuple[str, ast.Module] | None:
+    """A file's text and tree, kept for the next caller (the test file is read for imports and source)."""
+    try:
+        text = path.read_text("utf-8", errors="replace")
+        return text, ast.parse(text)
+    except (SyntaxError, ValueError, OSError, RecursionError):
+        return None
+
+
+def _parse(path: Path) -> tuple[str, ast.Module] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _parsed(path, (st.st_mtime_ns, st.st_size))
+
+
 def _imports(path: Path, relpath: str) -> list[tuple[str, list[str]]]:
     """(module, imported names) for every import in a Python file; relative ones made absolute."""
-    try:
-        tree = ast.parse(path.read_bytes())
-    except (SyntaxError, ValueError, OSError, RecursionError):
+    got = _parse(path)
+    if got is None:
         return []
+    tree = got[1]
     package = PurePosixPath(relpath).parent.parts
     out: list[tuple[str, list[str]]] = []
     for node in ast.walk(tree):
@@ -282,11 +301,10 @@ def _error_lines(output: str) -> str:
 def _test_function(path: Path, name: str) -> tuple[int, str] | None:
     """(first line, source) of `name` (`func`, `Class::func`, `func[param]`) in a test file."""
     parts = [p.split("[", 1)[0] for p in name.split("::") if p]
-    try:
-        text = path.read_text("utf-8", errors="replace")
-        tree = ast.parse(text)
-    except (SyntaxError, ValueError, OSError, RecursionError):
+    got = _parse(path)
+    if got is None:
         return None
+    text, tree = got
     body: list[ast.stmt] = tree.body
     node: ast.AST | None = None
     for part in parts:
