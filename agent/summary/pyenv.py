@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 from functools import lru_cache
-from pathlib import PurePosixPath
 
 # Directories whose code is demonstration, fixture or documentation: rarely where a fix goes.
 AUX_DIRS = frozenset({"examples", "example", "docs", "doc", "test_apps", "fixtures", "testdata", "test_data",
@@ -43,15 +42,15 @@ def external_top_names() -> frozenset[str]:
 
 
 def is_test_path(path: str) -> bool:
-    parts = PurePosixPath(path).parts
-    name = parts[-1] if parts else ""
-    return (any(p in TEST_DIRS for p in parts[:-1]) or name == "conftest.py"
-            or name.startswith("test_") or name.endswith("_test.py"))
+    parts = path.split("/")  # plain string work: this runs for every file of the ranking
+    name = parts[-1]
+    return (name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"
+            or not TEST_DIRS.isdisjoint(parts[:-1]))
 
 
 def is_auxiliary(path: str) -> bool:
     """Examples, docs, fixtures and test apps (by directory name)."""
-    return any(p in AUX_DIRS for p in PurePosixPath(path).parts[:-1])
+    return not AUX_DIRS.isdisjoint(path.split("/")[:-1])
 
 
 def project_packages(files: list[str]) -> dict[str, str]:
