@@ -22,16 +22,19 @@ def summary_text(repo: Path, tests: list[str], scopes: list[str], tokens: int | 
     task = Task.parse(tests[0] if tests else "", tests)  # as `agent fix TEST --test ...` would parse it
     settings = load_settings(root, {"sandbox.kind": sandbox})
     traceback = None
+    executed: list = []
     if run and tests:
         from agent.fix import make_sandbox
+        from agent.spectrum import executed_definitions
         from tools.testing import run_pytest
 
         box = make_sandbox(settings, root, root, log, read_only=True)
+        command = shlex.split(settings.sandbox.test_command)
         with box:
-            result = run_pytest(box, task.target_files, shlex.split(settings.sandbox.test_command),
-                                settings.sandbox.test_timeout)
+            result = run_pytest(box, task.target_files, command, settings.sandbox.test_timeout)
+            executed = executed_definitions(box, result, task.targets, command, settings.sandbox.test_timeout, log)
         traceback = result.output
     tokens = tokens or settings.loop.summary_tokens
     summary = summary_for(root, task.targets, scopes, tokens, traceback=traceback, task_text=task.text,
-                          cache_dir=cache_dir())
+                          cache_dir=cache_dir(), executed=executed)
     return render("repo_summary.md", repo_summary=summary.repo_part) + "\n" + summary.task_part

@@ -27,8 +27,9 @@ def summarise(repo: Path | str, tests: list[str], scope_dirs: list[str], tokens:
 
 
 def summary_for(repo: Path | str, tests: list[str], scope_dirs: list[str], tokens: int,
-                traceback: str | None = None, task_text: str = "", cache_dir: Path | None = None) -> Summary:
-    return summarise(repo, tests, scope_dirs, tokens, traceback, task_text, cache_dir)[2]
+                traceback: str | None = None, task_text: str = "", cache_dir: Path | None = None,
+                executed: Iterable[tuple[str, int, str, float]] = ()) -> Summary:
+    return summarise(repo, tests, scope_dirs, tokens, traceback, task_text, cache_dir, executed)[2]
 
 
 def _has_graph(cache_dir: Path | None, state: str) -> bool:
