@@ -45,12 +45,12 @@ class FixOptions:
 
 
 def _summarise(worktree: Path, task: Task, traceback: str, scopes: list[str], tokens: int,
-               log: Callable[[str], None]) -> tuple[Any, Any, Any]:
+               log: Callable[[str], None], executed: Any = ()) -> tuple[Any, Any, Any]:
     """Index, scope and summary of the worktree; `agent summary` renders the same from the same inputs."""
     from agent.summary import summarise
 
     index, scope, summary = summarise(worktree, task.targets, scopes, tokens, traceback=traceback,
-                                      task_text=task.text, cache_dir=cache_dir())
+                                      task_text=task.text, cache_dir=cache_dir(), executed=executed)
     for note in summary.notes[:5]:
         log(f"summary: {note}")
     return index, scope, summary
@@ -166,8 +166,12 @@ class _Fix:
     def work(self) -> LoopOutcome:
         """Summary, prompt and the loop, until the harness's verdict or a limit."""
         run, task, settings = self.run, self.task, self.run.settings
+        from agent.spectrum import executed_definitions  # a traced rerun of the targets; [] on any failure
+
+        executed = executed_definitions(run.sandbox, self.baseline, task.targets, self.test_command,
+                                        min(self.timeout, run.budget.seconds_left()), run.progress)
         index, scope, summary = _summarise(self.worktree.path, task, self.baseline.output, self.scopes,
-                                           settings.loop.summary_tokens, run.progress)
+                                           settings.loop.summary_tokens, run.progress, executed)
         ctx = ToolContext(
             root=self.worktree.path, sandbox=run.sandbox, target_tests=list(task.targets),
             test_command=self.test_command, test_timeout=self.timeout, scope_fence=self.scopes,

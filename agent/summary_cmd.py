@@ -25,18 +25,21 @@ def summary_text(repo: Path, tests: list[str], scopes: list[str], tokens: int | 
     check_targets(root, task.targets)
     settings = load_settings(root, {"sandbox.kind": sandbox})
     traceback = None
+    executed: list = []
     if run and tests:
         from agent.run_context import make_sandbox
+        from agent.spectrum import executed_definitions
         from tools.testing import run_pytest
 
         box = make_sandbox(settings, root, env_root=root, read_only=True, log=log)
+        command = shlex.split(settings.sandbox.test_command)
         with box:
-            result = run_pytest(box, task.target_files, shlex.split(settings.sandbox.test_command),
-                                settings.sandbox.test_timeout)
+            result = run_pytest(box, task.target_files, command, settings.sandbox.test_timeout)
+            executed = executed_definitions(box, result, task.targets, command, settings.sandbox.test_timeout, log)
         traceback = result.output
     tokens = tokens or settings.loop.summary_tokens
     summary = summary_for(root, task.targets, scopes, tokens, traceback=traceback, task_text=task.text,
-                          cache_dir=cache_dir())
+                          cache_dir=cache_dir(), executed=executed)
     return render("repo_summary.md", repo_summary=summary.repo_part) + "\n" + summary.task_part
 
 

@@ -9,13 +9,18 @@ commit. It is summarised the way `agent fix <selector>` does: targets = the fail
 traceback = the output of running their test files, task text = the selectors only (never the
 commit message). Goals: the fixed file in the summary for >= 85% at 1024 tokens, >= 95% at 4096.
 
-    python evals/bench_localization_real.py --mirror DIR [--mirror DIR ...] [--per-repo N]
+    python evals/bench_localization_real.py --mirror DIR [--mirror DIR ...] [--per-repo N] [--save F]
+    python evals/bench_localization_real.py --load F     # replay saved instances: no test runs to pick them
+
+`--save` writes the kept instances (commit, targets, traceback) as JSON; `--load` rebuilds each bug
+state from the mirror and summarises it again, so a ranking change is measured on the same instances.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import re
 import shutil
@@ -59,6 +64,16 @@ class Instance:
     targets: list[str]
     traceback: str
     result: dict[str, object] = field(default_factory=dict)
+    mirror: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        return {"repo": self.repo, "mirror": self.mirror, "cand": self.cand.__dict__, "targets": self.targets,
+                "traceback": self.traceback}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Instance:
+        return cls(data["repo"], Candidate(**data["cand"]), data["targets"], data["traceback"],
+                   mirror=data["mirror"])
 
 
 def git(cwd: Path, *args: str, check: bool = True) -> str:
@@ -197,15 +212,47 @@ def reproduce(work: Path, cand: Candidate) -> tuple[list[str], str, str]:
     return targets, output, ""
 
 
-def evaluate(work: Path, inst: Instance, cache: Path) -> dict[str, object]:
+def spectrum(work: Path, inst: Instance) -> tuple[list, float, float]:
+    """(executed definitions, plain reproduction seconds, traced run seconds), as `agent fix` traces:
+    the target files run plainly, then the failing targets and passing tests of those files traced."""
+    from agent.spectrum import CAP_FACTOR, CAP_MIN, ochiai, parse, pick_nodes, trace_argv
+    from agent.summary.pyenv import is_auxiliary
+    from agent.summary.pyenv import is_test_path as test_path
+    from tools.testing import TestRun
+
+    files = list(dict.fromkeys(t.split("::", 1)[0] for t in inst.targets))
+    started = time.monotonic()
+    outcomes, _, _ = run_tests(work, files)
+    plain = time.monotonic() - started
+    failing, passing = pick_nodes(TestRun(outcomes=outcomes), inst.targets)
+    cap = min(TEST_TIMEOUT, max(CAP_MIN, CAP_FACTOR * plain))
+    argv = trace_argv(failing, passing, [PYTEST[0], "-m", "pytest", *PYTEST_EXTRA], cap)
+    env = {**os.environ, "PYTHONPATH": _pythonpath(work), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
+    started = time.monotonic()
+    try:
+        proc = subprocess.run(argv or [], cwd=work, capture_output=True, text=True, errors="replace", env=env,
+                              timeout=cap + 10)
+        data = parse(proc.stdout)
+    except (subprocess.TimeoutExpired, OSError, IndexError):
+        data = None
+    traced = time.monotonic() - started
+    ranked = ochiai(data, failing, lambda p: not test_path(p) and not is_auxiliary(p)) if data else []
+    return ranked, plain, traced
+
+
+def evaluate(work: Path, inst: Instance, cache: Path, trace: bool = False) -> dict[str, object]:
     """Summarise the bug state at both budgets, as `agent fix <selectors>` would."""
     from agent.summary import summarise
 
     fixed = inst.cand.fixed_file
     result: dict[str, object] = {}
+    executed: list = []
+    if trace:
+        executed, result["plain_s"], result["traced_s"] = spectrum(work, inst)
+        result["executed_fixed"] = any(e[0] == fixed for e in executed)
     for tokens in (1024, 4096):
         index, scope, summary = summarise(work, inst.targets, [], tokens, traceback=inst.traceback,
-                                          task_text=" ".join(inst.targets), cache_dir=cache)
+                                          task_text=" ".join(inst.targets), cache_dir=cache, executed=executed)
         text = summary.text
         listed = [p for p in sorted(index.files, key=lambda p: text.find(p)) if p in text]
         result[tokens] = fixed in text
@@ -243,17 +290,38 @@ def run_repo(mirror: Path, tmp: Path, cache: Path, per_repo: int, max_tries: int
         if not targets:
             reasons[why] = reasons.get(why, 0) + 1
             continue
-        inst = Instance(name, cand, targets, tb)
+        inst = Instance(name, cand, targets, tb, mirror=str(mirror.resolve()))
         inst.result = evaluate(work, inst, cache)
         found.append(inst)
-        r = inst.result
-        log(f"real  {name:<32} {cand.sha[:10]} {cand.fixed_file:<36} targets={len(targets)} "
-            f"1024:{'yes' if r[1024] else 'NO ':<4} 4096:{'yes' if r[4096] else 'NO ':<4} "
-            f"rank@1024={r['rank1024']} rank@4096={r['rank4096']} seed={r['seed']} "
-            f"traceback={r['in_traceback']} files={r['files']}  {cand.subject[:60]}")
+        log(_line(inst))
     log(f"# {name}: {len(cands)} candidate commits, {len(found)} kept; skipped: "
         + (", ".join(f"{why} {n}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1])) or "none"))
     return found, reasons
+
+
+def _line(inst: Instance) -> str:
+    r, cand = inst.result, inst.cand
+    return (f"real  {inst.repo:<32} {cand.sha[:10]} {cand.fixed_file:<36} targets={len(inst.targets)} "
+            f"1024:{'yes' if r[1024] else 'NO ':<4} 4096:{'yes' if r[4096] else 'NO ':<4} "
+            f"rank@1024={r['rank1024']} rank@4096={r['rank4096']} seed={r['seed']} "
+            f"traceback={r['in_traceback']} files={r['files']}  {cand.subject[:60]}")
+
+
+def replay(saved: list[Instance], tmp: Path, cache: Path, log: object = print, trace: bool = False) -> list[Instance]:
+    """Rebuild each saved bug state (parent + the commit's test changes) and summarise it again."""
+    works: dict[str, Path] = {}
+    for inst in saved:
+        work = works.get(inst.mirror)
+        if work is None:
+            work = works[inst.mirror] = tmp / inst.repo.replace("/", "+")
+            git(tmp, "clone", "-q", "--shared", "--no-checkout", inst.mirror, str(work))
+        checkout(work, inst.cand.parent)
+        diff = git(work, "diff", "--binary", inst.cand.parent, inst.cand.sha, "--", *inst.cand.test_files)
+        subprocess.run(["git", "apply", "--whitespace=nowarn", "-"], cwd=work, input=diff, text=True,
+                       capture_output=True, check=True)
+        inst.result = evaluate(work, inst, cache, trace)
+        log(_line(inst))
+    return saved
 
 
 def report(rows: list[Instance], started: float) -> None:
@@ -274,6 +342,12 @@ def report(rows: list[Instance], started: float) -> None:
         for r in repos))
     print(f"fixed file among the traceback frames: {sum(1 for i in rows if i.result['in_traceback'])}/{n}; "
           f"a seed file: {sum(1 for i in rows if i.result['seed'])}/{n}; wall {time.time() - started:.0f} s")
+    traced = [i for i in rows if "traced_s" in i.result]
+    if traced:
+        ratios = [i.result["traced_s"] / max(i.result["plain_s"], 1e-3) for i in traced]
+        print(f"tracing: traced run / plain reproduction, median {statistics.median(ratios):.2f}x "
+              f"(max {max(ratios):.2f}x); fixed file among executed definitions: "
+              f"{sum(1 for i in traced if i.result['executed_fixed'])}/{len(traced)}")
     misses = [i for i in rows if not i.result[1024] or not i.result[4096]]
     for i in misses:
         print(f"miss  {i.repo} {i.cand.sha[:10]} {i.cand.fixed_file} (1024:{bool(i.result[1024])} "
@@ -282,7 +356,10 @@ def report(rows: list[Instance], started: float) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mirror", action="append", required=True, help="a local git mirror (bare or not)")
+    ap.add_argument("--mirror", action="append", default=[], help="a local git mirror (bare or not)")
+    ap.add_argument("--save", help="write the kept instances to this JSON file")
+    ap.add_argument("--load", help="replay the instances of a --save file instead of picking commits")
+    ap.add_argument("--trace", action="store_true", help="with --load: also trace the failing tests (agent.spectrum)")
     ap.add_argument("--per-repo", type=int, default=10, help="instances kept per repository")
     ap.add_argument("--max-tries", type=int, default=60, help="candidate commits tried per repository")
     ap.add_argument("--work", help="work directory (kept); default a temp dir, removed")
@@ -292,7 +369,12 @@ def main() -> int:
     cache = Path(tempfile.mkdtemp(prefix="cache-", dir=tmp))
     started = time.time()
     rows: list[Instance] = []
+    if not args.mirror and not args.load:
+        ap.error("give --mirror DIR (one or more) or --load FILE")
     try:
+        if args.load:
+            saved = [Instance.from_json(d) for d in json.loads(Path(args.load).read_text())]
+            rows = replay(saved, tmp, cache, log=lambda s: print(s, flush=True), trace=args.trace)
         for mirror in args.mirror:
             try:
                 found, _ = run_repo(Path(mirror), tmp, cache, args.per_repo, args.max_tries,
@@ -301,6 +383,8 @@ def main() -> int:
                 print(f"# {mirror}: unusable ({type(exc).__name__}: {exc})", flush=True)
                 continue
             rows.extend(found)
+        if args.save:
+            Path(args.save).write_text(json.dumps([i.to_json() for i in rows], indent=1))
     finally:
         if not args.work:
             shutil.rmtree(tmp, ignore_errors=True)

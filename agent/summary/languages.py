@@ -19,7 +19,7 @@ EXTENSIONS: dict[str, str] = {
 QUERY_FILE: dict[str, str] = {"tsx": "typescript"}
 
 # Bump when the shape of cached tags changes; cache keys include it and the query text hash.
-TAGS_FORMAT = 3
+TAGS_FORMAT = 4
 
 
 def language_for(path: str) -> str | None:
