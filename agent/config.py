@@ -70,7 +70,7 @@ class PolicySettings(_Section):
 
 
 class SandboxSettings(_Section):
-    kind: str = "docker"
+    kind: Literal["docker", "local"] = "docker"
     python: str = "auto"
     setup: list[str] = []
     test_command: str = "python -m pytest"

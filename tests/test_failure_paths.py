@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from evals.fake_glm import FakeGLM
 from evals.sample_repo import TARGET, fixing_script, git
 from tests.conftest import TEST_KEY, run_cli
@@ -216,3 +218,20 @@ def test_documented_error_codes_get_english_hints():
     assert hint(400, "1211", "模型不存在").startswith("the endpoint does not know this model")
     assert hint(429, "1309", "套餐已到期").startswith("the GLM Coding Plan has expired")
     assert hint(429, "1112", "账户已被锁定").startswith("the account is inactive, locked or missing")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--sandbox", "bogus"], "--sandbox must be docker or local"),
+    (["--max-turns", "0"], "bad setting budget.max_turns"),
+    (["--mode", "medium"], "medium"),
+])
+def test_a_bad_option_is_one_line_and_leaves_nothing(sample_repo, agent_env, args, words):
+    with FakeGLM(turns=fixing_script(), api_key=TEST_KEY) as server:
+        result = run_cli(["fix", TARGET, "--repo", str(sample_repo), "--base-url", server.base_url, *args],
+                         agent_env)
+        assert server.requests == [] and server.probes == []
+    assert result.code == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and words in errors[0], result.stderr
+    assert "error: error:" not in result.stderr and "Traceback" not in result.stderr
+    assert_nothing_left(sample_repo, agent_env)
