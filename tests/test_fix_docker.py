@@ -41,10 +41,16 @@ def test_fix_in_the_docker_sandbox(sample_repo, agent_env):
     # the worktree is released once committed (the container wrote nothing it could not remove)
     assert not (Path(report["run_dir"]) / "worktree").exists()
     assert git(sample_repo, "worktree", "list").count("\n") == 1
-    # no container is left behind
+    # no container is left behind: none whose owner (the agent process, now ended) is gone
     import docker
 
-    assert not docker.from_env().containers.list(all=True, filters={"label": "agent.sandbox"})
+    from sandbox.engine import LABEL, LABEL_PID
+
+    def owner_alive(container) -> bool:
+        return Path(f"/proc/{container.labels.get(LABEL_PID, '0')}").exists()
+
+    containers = docker.from_env().containers.list(all=True, filters={"label": LABEL})
+    assert not [c.name for c in containers if not owner_alive(c)]
 
 
 def test_ctrl_c_commits_partial_work_and_exits_130(sample_repo, agent_env):
