@@ -47,6 +47,21 @@ def sample_repo(tmp_path: Path) -> Path:
     return make_sample_repo(tmp_path / "shop")
 
 
+@pytest.fixture(scope="module")
+def base() -> str:
+    """The Docker base image for Python 3.11 (a skip, which CI turns into a failure, without one)."""
+    from sandbox.base import SandboxError
+    from sandbox.base_image import base_image_status
+
+    try:
+        exists, tag = base_image_status("3.11")
+    except SandboxError as exc:
+        pytest.skip(f"no Docker engine reachable: {exc}")
+    if not exists:
+        pytest.skip(f"base image {tag} missing: run .ci/setup-docker.sh")
+    return tag
+
+
 def write_user_config(env: dict[str, str], text: str) -> Path:
     """The user's own config file (`$XDG_CONFIG_HOME/agent/config.toml`) for a CLI run with `env`."""
     path = Path(env["XDG_CONFIG_HOME"]) / "agent" / "config.toml"

@@ -11,20 +11,6 @@ import pytest
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def base() -> str:
-    from sandbox.base import SandboxError
-    from sandbox.base_image import base_image_status
-
-    try:
-        exists, tag = base_image_status("3.11")
-    except SandboxError as exc:
-        pytest.skip(f"no Docker engine reachable: {exc}")
-    if not exists:
-        pytest.skip(f"base image {tag} missing: run .ci/setup-docker.sh")
-    return tag
-
-
 def make_project(root: Path) -> Path:
     """A src-layout project declaring `six`, with a dev requirements file that also installs itself."""
     (root / "src" / "tinyproj").mkdir(parents=True)

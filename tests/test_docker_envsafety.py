@@ -19,20 +19,6 @@ import pytest
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def base() -> str:
-    from sandbox.base import SandboxError
-    from sandbox.base_image import base_image_status
-
-    try:
-        exists, tag = base_image_status("3.11")
-    except SandboxError as exc:
-        pytest.skip(f"no Docker engine reachable: {exc}")
-    if not exists:
-        pytest.skip(f"base image {tag} missing: run .ci/setup-docker.sh")
-    return tag
-
-
 class _Index(http.server.BaseHTTPRequestHandler):
     """An index that has no packages (404, as an index without the project answers) and logs auth."""
 

@@ -17,20 +17,6 @@ from evals.sample_repo import git
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def base() -> str:
-    from sandbox.base import SandboxError
-    from sandbox.base_image import base_image_status
-
-    try:
-        exists, tag = base_image_status("3.11")
-    except SandboxError as exc:
-        pytest.skip(f"no Docker engine reachable: {exc}")
-    if not exists:
-        pytest.skip(f"base image {tag} missing: run .ci/setup-docker.sh")
-    return tag
-
-
 @pytest.fixture
 def images():
     from sandbox.engine import ensure_engine
