@@ -338,7 +338,8 @@ def version_environment(repo: Path, version: str) -> dict[str, str]:
     name = dist_name(repo)
     if name:
         env["SETUPTOOLS_SCM_PRETEND_VERSION_FOR_" + re.sub(r"[-_.]+", "_", name).upper()] = version
-    elif re.search(r"setuptools[_-]scm|hatch-vcs|use_scm_version", text):
+    # hatch-vcs asks setuptools-scm without a distribution name, so only the global variable reaches it
+    if re.search(r"hatch-vcs", text) or (not name and re.search(r"setuptools[_-]scm|use_scm_version", text)):
         env["SETUPTOOLS_SCM_PRETEND_VERSION"] = version
     if re.search(r"\bpbr\b", text):
         env["PBR_VERSION"] = version

@@ -196,6 +196,11 @@ def test_pretend_versions_are_scoped_to_the_project(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
         '[build-system]\nrequires = ["setuptools-scm"]\n[project]\nname = "My.Pkg"\ndynamic = ["version"]\n')
     assert version_environment(tmp_path, "1.0") == {"SETUPTOOLS_SCM_PRETEND_VERSION_FOR_MY_PKG": "1.0"}
+    # hatch-vcs (attrs, iniconfig, humanize) asks setuptools-scm without a name: only the global one reaches it
+    (tmp_path / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["hatchling", "hatch-vcs"]\n[project]\nname = "attrs"\ndynamic = ["version"]\n')
+    assert version_environment(tmp_path, "1.0") == {"SETUPTOOLS_SCM_PRETEND_VERSION_FOR_ATTRS": "1.0",
+                                                    "SETUPTOOLS_SCM_PRETEND_VERSION": "1.0"}
     (tmp_path / "pyproject.toml").unlink()
     (tmp_path / "setup.py").write_text("from setuptools import setup\nsetup(setup_requires=['pbr'], pbr=True)\n")
     assert version_environment(tmp_path, "1.0") == {"PBR_VERSION": "1.0"}
