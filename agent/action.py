@@ -89,7 +89,7 @@ def has_trigger(text: str | None, trigger: str) -> bool:
 
 def test_selectors(text: str, workspace: Path) -> list[str]:
     """Test node ids named in the text whose file exists in the workspace (in order, once)."""
-    from tools.testing import is_test_file
+    from sandbox.pytest_runs import is_test_file
 
     found: list[str] = []
     for raw in _SELECTOR.findall(text or ""):

@@ -26,9 +26,9 @@ from agent.run_context import RunContext, sandbox_isolation, sandbox_label
 from agent.runs import cache_dir, write_private
 from agent.task import Task
 from agent.verify import Verification, verify
+from sandbox.pytest_runs import TestRun, is_test_file, run_pytest
 from tools.base import ToolContext, ToolLimits
 from tools.registry import fix_tools
-from tools.testing import TestRun, is_test_file, run_pytest
 
 
 @dataclass
@@ -67,7 +67,7 @@ def _check_scopes(root: Path, scopes: list[str]) -> list[str]:
 
 
 def _reproduction_text(run: TestRun, limit: int = 6000) -> str:
-    from tools.textutil import cut_middle
+    from sandbox.text import cut_middle
 
     return cut_middle(run.output.strip(), limit)
 

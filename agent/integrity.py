@@ -21,7 +21,7 @@ import re
 import tomllib
 from pathlib import Path, PurePosixPath
 
-from tools.testing import is_test_file
+from sandbox.pytest_runs import is_test_file
 
 # Files that decide how tests run wherever they are in the tree.
 LOADED_NAMES = frozenset({"conftest.py", "pytest.ini", ".pytest.ini", "sitecustomize.py", "usercustomize.py"})

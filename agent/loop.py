@@ -22,10 +22,10 @@ from agent.prompting import render
 from agent.tokens import estimate_json_tokens
 from agent.trajectory import Trajectory
 from agent.verify import Verification
+from sandbox.pytest_runs import TestRun
+from sandbox.text import cut_middle
 from tools.base import Observation, Tool, ToolContext, dispatch, schemas
 from tools.registry import by_name
-from tools.testing import TestRun
-from tools.textutil import cut_middle
 
 MAX_SILENT_TURNS = 2
 MAX_FAILED_FINISHES = 3

@@ -12,7 +12,7 @@ from agent.gitops import Worktree
 from agent.loop import LoopOutcome
 from agent.runs import write_private
 from agent.task import Task
-from tools.testing import TestRun
+from sandbox.pytest_runs import TestRun
 
 
 def _tests(run: TestRun | None, targets: list[str]) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 from agent.errors import BadInput, EnvironmentProblem
-from tools.testing import TestRun
+from sandbox.pytest_runs import TestRun
 
 _NO_PYTEST = re.compile(r"No module named pytest\b|No module named '?pytest'?$", re.M)
 _MISSING_MODULE = re.compile(r"(?:ModuleNotFoundError|ImportError): No module named '([\w.]+)'")

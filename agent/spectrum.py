@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from sandbox.base import Sandbox
-from tools.testing import TestRun, selector_file
+from sandbox.pytest_runs import TestRun, selector_file
 
 MARK = "@@agent-spectrum@@"
 MAX_PASSING = 40       # passing tests of the target files traced beside the failing ones

@@ -29,7 +29,7 @@ def summary_text(repo: Path, tests: list[str], scopes: list[str], tokens: int | 
     if run and tests:
         from agent.run_context import make_sandbox
         from agent.spectrum import executed_definitions
-        from tools.testing import run_pytest
+        from sandbox.pytest_runs import run_pytest
 
         box = make_sandbox(settings, root, env_root=root, read_only=True, log=log)
         command = shlex.split(settings.sandbox.test_command)

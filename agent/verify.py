@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sandbox.base import Sandbox
-from tools.testing import TestRun, run_pytest
+from sandbox.pytest_runs import TestRun, run_pytest
 
 
 @dataclass

@@ -26,7 +26,7 @@ BUGS = [  # (file, correct text, injected text, target test)
      "tests/test_agent_units.py::test_critical_globs"),
 ]
 EXPLORE = ["agent/loop.py", "agent/budget.py", "agent/fix.py", "agent/config.py", "tools/base.py",
-           "agent/report.py", "agent/trajectory.py", "tools/testing.py"]
+           "agent/report.py", "agent/trajectory.py", "sandbox/pytest_runs.py"]
 
 
 def make_repo(root: Path) -> Path:

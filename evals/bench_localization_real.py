@@ -32,8 +32,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from tools.testing import OUTPUT_KEEP, parse_outcomes, pytest_argv
-from tools.textutil import cut_middle
+from sandbox.pytest_runs import OUTPUT_KEEP, parse_outcomes, pytest_argv
+from sandbox.text import cut_middle
 
 FIX_MESSAGE = re.compile(r"\b(?:bug ?fix(?:es|ed)?|fix(?:e[sd]|ing)?|bugs?|issues?|regressions?)\b", re.I)
 TEST_DIRS = {"test", "tests", "testing"}
@@ -218,7 +218,7 @@ def spectrum(work: Path, inst: Instance) -> tuple[list, float, float]:
     from agent.spectrum import CAP_FACTOR, CAP_MIN, ochiai, parse, pick_nodes, trace_argv
     from agent.summary.pyenv import is_auxiliary
     from agent.summary.pyenv import is_test_path as test_path
-    from tools.testing import TestRun
+    from sandbox.pytest_runs import TestRun
 
     files = list(dict.fromkeys(t.split("::", 1)[0] for t in inst.targets))
     started = time.monotonic()

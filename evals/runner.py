@@ -137,7 +137,7 @@ def make_sandbox(kind: str, root: Path, inst: Instance, log: Any = lambda line: 
 
 def grade_tree(root: Path, inst: Instance, kind: str, timeout: float) -> dict[str, Any]:
     """Run FAIL_TO_PASS + PASS_TO_PASS in a sandbox on `root` as it is; per-test outcome and verdict."""
-    from tools.testing import run_pytest
+    from sandbox.pytest_runs import run_pytest
 
     tests = list(dict.fromkeys(inst.FAIL_TO_PASS + inst.PASS_TO_PASS))
     sandbox = make_sandbox(kind, root, inst)

@@ -19,9 +19,9 @@ from agent.policy import Policy
 from agent.prompting import render
 from agent.trajectory import Trajectory
 from agent.verify import Verification
+from sandbox.pytest_runs import TestRun
 from tools.base import Observation, Tool, ToolContext
 from tools.registry import fix_tools
-from tools.testing import TestRun
 
 TARGET = "tests/test_a.py::test_a"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from agent.spectrum import executed_definitions, trace_argv
 from agent.summary import summarise
 from sandbox.local import LocalSandbox
-from tools.testing import run_pytest
+from sandbox.pytest_runs import run_pytest
 
 # `lint("E1", ...)` finds its rule by a string key in a registry filled when plugins are imported by name:
 # nothing in the test imports or names `linty/rules/spacing.py`, where the bug is.

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.pytest_runs import is_test_file
 from tools.base import ToolContext, ToolLimits, dispatch, schemas
 from tools.registry import by_name, fix_tools, review_tools
-from tools.testing import is_test_file
 
 CART = '''"""A shopping cart."""
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 import tools.search as search_module
+from sandbox.pytest_runs import is_test_file
 from tools.base import ToolContext, dispatch
 from tools.registry import by_name, fix_tools
-from tools.testing import is_test_file
 
 
 @pytest.fixture

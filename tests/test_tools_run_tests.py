@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from sandbox.local import LocalSandbox
+from sandbox.pytest_runs import TestRun, run_pytest
 from tools.base import ToolContext, dispatch
 from tools.registry import by_name, fix_tools
 from tools.run_tests import describe
-from tools.testing import TestRun, run_pytest
 
 CART = '''def total(prices, discount=0):
     return sum(prices) - discount

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from prompts import refusal
 from sandbox.base import Sandbox
-from tools.testing import TestRun
+from sandbox.pytest_runs import TestRun
 
 
 class ToolRefused(Exception):

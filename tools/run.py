@@ -13,8 +13,8 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from prompts import tool_text
+from sandbox.text import cut_middle
 from tools.base import Observation, Tool, ToolContext
-from tools.textutil import cut_middle
 
 DEFAULT_TIMEOUT = 120.0
 

@@ -12,9 +12,9 @@ import re
 from pydantic import BaseModel, Field
 
 from prompts import tool_text
+from sandbox.pytest_runs import TestRun, run_pytest, selector_file
+from sandbox.text import cut_middle
 from tools.base import Observation, Tool, ToolContext, ToolRefused, resolve_path
-from tools.testing import TestRun, run_pytest, selector_file
-from tools.textutil import cut_middle
 
 _FAILURE_SECTION = re.compile(r"^=+ (FAILURES|ERRORS) =+$", re.M)
 MAX_IDS = 20

@@ -31,7 +31,7 @@ from pathlib import Path
 from evals.bugs.mutations import KINDS, Mutation, candidates
 from evals.instances import BUNDLED, EnvironmentSetup, Instance, dump_instances
 from evals.materialize import git, materialize_source
-from tools.testing import REPORT_FLAGS, parse_outcomes
+from sandbox.pytest_runs import REPORT_FLAGS, parse_outcomes
 
 
 @dataclass(frozen=True)

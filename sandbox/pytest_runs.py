@@ -14,7 +14,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from sandbox.base import Sandbox
-from tools.textutil import cut_middle
+from sandbox.text import cut_middle
 
 # -rfEsxXp: a summary line for every outcome, without -rA's "PASSES" section of captured output.
 REPORT_FLAGS = ["-rfEsxXp", "-v", "--color=no", "-p", "no:cacheprovider"]
