@@ -13,7 +13,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -32,7 +31,7 @@ class _Command(TyperCommand):
             if isinstance(param, TyperArgument) and param.metavar:
                 param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
 
-    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+    def get_help_option(self, ctx: typer.Context) -> Any:
         option = super().get_help_option(ctx)
         if option is not None:
             option.metavar = ""
@@ -40,7 +39,7 @@ class _Command(TyperCommand):
 
 
 class _Group(TyperGroup):
-    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+    def get_help_option(self, ctx: typer.Context) -> Any:
         option = super().get_help_option(ctx)
         if option is not None:
             option.metavar = ""
@@ -178,7 +177,7 @@ def _guarded(action: Any) -> Any:
 
     try:
         return action()
-    except (typer.Exit, typer.Abort, click.ClickException):
+    except (typer.Exit, typer.Abort, typer.TyperException):  # typer vendors click: no `click` import
         raise
     except KeyboardInterrupt:
         raise _fail("interrupted", EXIT_INTERRUPTED) from None

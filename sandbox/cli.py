@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
-import click
 import typer
 from typer.core import TyperCommand
 
@@ -20,7 +20,7 @@ sandbox_app = typer.Typer(help="Manage the Docker sandbox: base image and stray 
 class _Command(TyperCommand):
     """--help listed without a `<bool>` placeholder (a flag takes no value)."""
 
-    def get_help_option(self, ctx: click.Context) -> click.Option | None:
+    def get_help_option(self, ctx: typer.Context) -> Any:
         option = super().get_help_option(ctx)
         if option is not None:
             option.metavar = ""
