@@ -26,6 +26,7 @@ from agent.run_context import RunContext, sandbox_isolation, sandbox_label
 from agent.runs import cache_dir, write_private
 from agent.task import Task
 from agent.verify import Verification, verify
+from sandbox.importroots import import_roots
 from sandbox.pytest_runs import TestRun, is_test_file, run_pytest
 from tools.base import ToolContext, ToolLimits
 from tools.registry import fix_tools
@@ -159,7 +160,7 @@ class _Fix:
             raise _Done(LoopOutcome("budget_exhausted", f"budget_time: time limit reached "
                                     f"({run.budget.elapsed:.0f}s of {run.settings.budget.max_seconds:.0f}s) "
                                     "during the reproduction"))
-        reproduce.gate(self.baseline, task.targets, roots=[self.worktree.path, self.worktree.path / "src"],
+        reproduce.gate(self.baseline, task.targets, roots=import_roots(self.worktree.path),
                        interpreter=getattr(sandbox, "python", None) or run.settings.sandbox.kind)
         run.progress(f"reproduced: {self.baseline.short_summary()}")
 

@@ -15,6 +15,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from sandbox.importroots import import_roots as roots_of
 from sandbox.releases import RELEASES
 
 DEP_GLOBS = ("pyproject.toml", "setup.cfg", "setup.py", "tox.ini", "*requirements*.txt", "requirements/*.txt",
@@ -293,38 +294,13 @@ def choose_python(repo: Path, available: list[str] | None = None) -> str:
 # --- where the worktree's code is imported from ------------------------------------------------
 
 def import_roots(repo: Path) -> list[str]:
-    """Directories (relative; "." is the root) that hold the project's top-level packages, best first."""
-    roots: list[str] = []
-    data = pyproject(repo)
-    tool = data.get("tool", {})
-    setuptools_dir = tool.get("setuptools", {}).get("package-dir", {})
-    if isinstance(setuptools_dir, dict) and setuptools_dir.get(""):
-        roots.append(setuptools_dir[""])
-    find = tool.get("setuptools", {}).get("packages", {})
-    if isinstance(find, dict):
-        roots += [w for w in find.get("find", {}).get("where", []) if isinstance(w, str)]
-    for pkg in tool.get("hatch", {}).get("build", {}).get("targets", {}).get("wheel", {}).get("packages", []):
-        if isinstance(pkg, str) and "/" in pkg.strip("/"):
-            roots.append(pkg.strip("/").rsplit("/", 1)[0])
-    for pkg in tool.get("poetry", {}).get("packages", []):
-        if isinstance(pkg, dict) and pkg.get("from"):
-            roots.append(pkg["from"])
-    if (repo / "setup.cfg").is_file():
-        cfg = configparser.ConfigParser(interpolation=None)
-        try:
-            cfg.read_string((repo / "setup.cfg").read_text(errors="replace"))
-            raw = cfg.get("options", "package_dir", fallback="")
-            roots += [v.strip() for k, _, v in (ln.partition("=") for ln in raw.splitlines()) if not k.strip() and v]
-        except configparser.Error:
-            pass
-    if (repo / "src").is_dir():
-        roots.append("src")
-    clean = []
-    for root in roots + ["."]:
-        norm = Path(root.strip().strip("/") or ".").as_posix()
-        if norm not in clean and ".." not in Path(norm).parts and (repo / norm).is_dir():
-            clean.append(norm)
-    return clean
+    """Directories (relative; "." is the root) that hold the project's top-level packages, best first:
+    the same directories as the local sandbox's (sandbox.importroots), declared package dirs first,
+    then `src`, then the root."""
+    base = Path(repo).resolve()
+    found = [p.relative_to(base).as_posix() or "." for p in roots_of(base)]
+    declared = [r for r in found if r not in (".", "src")]
+    return declared + (["src"] if "src" in found else []) + ["."]
 
 
 # --- versions from VCS -------------------------------------------------------------------------
