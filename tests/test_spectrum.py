@@ -3,12 +3,12 @@ test executes, ranked by Ochiai against the passing tests of the same file, in a
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 from agent.spectrum import executed_definitions, trace_argv
 from agent.summary import summarise
+from evals.sample_repo import make_sample_repo
 from sandbox.local import LocalSandbox
 from sandbox.pytest_runs import run_pytest
 
@@ -33,23 +33,12 @@ FILES = {
 }
 
 
-def make_repo(root: Path) -> Path:
-    for rel, text in FILES.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(["git", "-C", str(root), *args], check=True, env=env, capture_output=True)
-    return root
-
-
 TARGET = "tests/test_lint.py::test_trailing_tab"
 COMMAND = ["python", "-m", "pytest"]
 
 
 def test_failing_test_execution_ranks_the_registered_rule_first(tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = make_sample_repo(tmp_path / "repo", FILES)
     sandbox = LocalSandbox(root)
     baseline = run_pytest(sandbox, ["tests/test_lint.py"], COMMAND, 120)
     assert baseline.outcomes[TARGET] == "failed" and baseline.outcomes["tests/test_lint.py::test_upper"] == "passed"
@@ -75,7 +64,7 @@ def test_failing_test_execution_ranks_the_registered_rule_first(tmp_path: Path) 
 
 
 def test_tracing_falls_back_when_it_cannot_run(tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "repo")
+    root = make_sample_repo(tmp_path / "repo", FILES)
     sandbox = LocalSandbox(root)
     baseline = run_pytest(sandbox, ["tests/test_lint.py"], COMMAND, 120)
     assert trace_argv([TARGET], [], ["tox", "-e", "py"], 10) is None

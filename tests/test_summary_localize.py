@@ -3,11 +3,10 @@ examples, a method reached through an attribute, the target test's source; and n
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
 from agent.summary import summarise
+from evals.sample_repo import make_sample_repo
 
 FILES = {
     "pyproject.toml": "[project]\nname = 'flaskish'\n",
@@ -33,22 +32,11 @@ FILES = {
 }
 
 
-def make(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(["git", "-C", str(root), *args], check=True, env=env, capture_output=True)
-    return root
-
-
 TARGET = "tests/test_config.py::test_config_from_pyfile"
 
 
 def test_stdlib_import_and_same_named_fixture_do_not_seed(tmp_path: Path) -> None:
-    root = make(tmp_path / "repo", FILES)
+    root = make_sample_repo(tmp_path / "repo", FILES)
     _, scope, _ = summarise(root, [TARGET], [], 2048, task_text=TARGET, cache_dir=tmp_path / "c")
     assert "src/flaskish/json/__init__.py" not in scope.seed_files  # `import json` is the stdlib's
     assert "tests/test_apps/cliapp/inner/flaskish.py" not in scope.seed_files  # `import flaskish` is src/
@@ -59,7 +47,7 @@ def test_stdlib_import_and_same_named_fixture_do_not_seed(tmp_path: Path) -> Non
 
 
 def test_target_test_source_and_definitions_shown_once(tmp_path: Path) -> None:
-    root = make(tmp_path / "repo", FILES)
+    root = make_sample_repo(tmp_path / "repo", FILES)
     _, _, summary = summarise(root, [TARGET], [], 2048, task_text=TARGET, cache_dir=tmp_path / "c")
     task = summary.task_part
     assert "## Target test tests/test_config.py:10\ndef test_config_from_pyfile():" in task
@@ -79,7 +67,7 @@ def test_prompt_template_has_no_second_heading() -> None:
 
 def test_version_line_marked_do_not_edit_is_still_indexed(tmp_path: Path) -> None:
     # tomli's __init__.py: `__version__ = "1.2.1"  # DO NOT EDIT THIS LINE MANUALLY`; it is hand-written code
-    root = make(tmp_path / "repo", {
+    root = make_sample_repo(tmp_path / "repo", {
         "tomlish/__init__.py": ('__version__ = "1.2.1"  # DO NOT EDIT THIS LINE MANUALLY. LET bump2version DO IT\n\n'
                                 "from tomlish._parser import loads\n"),
         "tomlish/_parser.py": "def loads(s):\n    return {}\n",

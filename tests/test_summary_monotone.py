@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -11,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.summary import summarise
+from evals.sample_repo import make_sample_repo
 
 NAMES = [f"fn_{c}" for c in "abcdefghijklmnopqrstuvwxyz"]
 DIRS = ["src/pkg", "src/pkg/sub", "tests", "examples", "src/other"]
@@ -45,23 +44,13 @@ def shown(text: str, files: set[str]) -> set[str]:
     return out
 
 
-def git_repo(root: Path, files: dict[str, str]) -> None:
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@t"}
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "init"]):
-        subprocess.run(["git", "-C", str(root), *args], check=True, env=env, capture_output=True)
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(files=repos(), budgets=st.lists(st.integers(16, 3000), min_size=2, max_size=8, unique=True),
        with_test=st.booleans())
 def test_larger_budget_never_drops_a_file(files: dict[str, str], budgets: list[int], with_test: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "repo"
-        git_repo(root, files)
+        make_sample_repo(root, files)
         targets = ["tests/test_main.py::test_it"] if with_test else []
         before: set[str] = set()
         last = 0
