@@ -22,7 +22,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-NAMESPACES = ["--unshare-all", "--die-with-parent", "--cap-drop", "ALL"]
+NAMESPACES = ["--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
 BASE = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
 # Credential stores under $HOME that no test needs; hidden when they exist.
 HOME_SECRETS = (".git-credentials", ".netrc", ".pypirc", ".ssh", ".gnupg", ".aws", ".docker", ".kube",
