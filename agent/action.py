@@ -149,7 +149,8 @@ def _verdict_line(report: dict[str, Any]) -> str:
     if kind == "given":
         return f"**given**: the failing tests named in the request ({tests})"
     if kind == "reproduction":
-        return f"**reproduction**: tests written by the agent, checked by the harness to fail on the base commit ({tests})"
+        return ("**reproduction**: tests written by the agent, checked by the harness to fail on the base commit "
+                f"({tests})")
     if kind == "none":
         return "**none**: no failing test was named and no reproduction was accepted, so nothing shows the issue fixed"
     return "not stated"

@@ -97,7 +97,8 @@ class Budget:
             money_left = limit - self.cost_usd - prompt_tokens * self.usd_prices.input / 1e6
             by_cost = math.floor(money_left * 1e6 / self.usd_prices.output) if self.usd_prices.output else allowance
             allowance = min(allowance, by_cost)
-            if allowance < min(MIN_USEFUL_OUTPUT, max_output) and phase is not None and limit < self.limits.max_cost_usd:
+            short = allowance < min(MIN_USEFUL_OUTPUT, max_output)
+            if short and phase is not None and limit < self.limits.max_cost_usd:
                 raise BudgetExhausted(phase.kind, f"{phase.what}: its share of the cost is spent "
                                                   f"(${self.cost_usd:.4f} of ${phase.max_cost_usd:.4f})")
             if allowance < min(MIN_USEFUL_OUTPUT, max_output):

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from agent import gitops, integrity, reproduce
-from agent.reproduction_phase import ReproductionPhase, given_verdict
 from agent.config import Settings, load_settings
 from agent.errors import BadInput
 from agent.loop import LoopOutcome
@@ -23,6 +22,7 @@ from agent.model.types import Usage
 from agent.preflight import preflight
 from agent.prompting import render
 from agent.report import build_report
+from agent.reproduction_phase import ReproductionPhase, given_verdict
 from agent.run_context import RunContext, sandbox_isolation, sandbox_label
 from agent.runs import cache_dir, write_private
 from agent.task import Task

@@ -202,7 +202,8 @@ def test_free_text_task_is_judged_by_the_reproduction_it_starts_with(sample_repo
     assert result.code == 0, result.stderr
     report = result.report
     assert "no accepted reproduction yet" in second_prompt
-    assert report["status"] == "resolved" and report["tests"]["target"] == ["tests/test_money_thousands.py::test_thousands"]
+    assert report["status"] == "resolved"
+    assert report["tests"]["target"] == ["tests/test_money_thousands.py::test_thousands"]
     assert report["verdict"]["kind"] == "reproduction"
     assert report["branch"] == "agent/format-amounts-with-thousands-separators"
 

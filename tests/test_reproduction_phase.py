@@ -151,7 +151,8 @@ def test_reopen_is_recorded_and_the_new_version_is_checked_again(sample_repo, ag
     assert [e["action"] for e in events(report, "reproduction")] == ["accepted", "reopened", "accepted"]
     # the second check ran on the base code although the fix was already in the worktree
     assert "1 changed source file(s) set aside" in result.stderr
-    assert report["verdict"]["tests"] == [REPRO, f"{REPRO_FILE}::test_fifty_percent"] and report["verdict"]["reopened"] == 1
+    assert report["verdict"]["tests"] == [REPRO, f"{REPRO_FILE}::test_fifty_percent"]
+    assert report["verdict"]["reopened"] == 1
     assert report["status"] == "resolved"
 
 
