@@ -141,6 +141,46 @@ def _tests_line(report: dict[str, Any]) -> str:
     return "; ".join(parts) or "not run"
 
 
+def _verdict_line(report: dict[str, Any]) -> str:
+    """Which kind of evidence the verdict rests on: given tests, the agent's reproduction, or none."""
+    verdict = report.get("verdict") or {}
+    tests = ", ".join(f"`{t}`" for t in verdict.get("tests") or [])
+    kind = verdict.get("kind")
+    if kind == "given":
+        return f"**given**: the failing tests named in the request ({tests})"
+    if kind == "reproduction":
+        return ("**reproduction**: tests written by the agent, checked by the harness to fail on the base commit "
+                f"({tests})")
+    if kind == "none":
+        return "**none**: no failing test was named and no reproduction was accepted, so nothing shows the issue fixed"
+    return "not stated"
+
+
+def _fenced(text: str) -> str:
+    """A code block that `text` cannot close early (a fence longer than any run of backticks in it)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text.strip()}\n{fence}"
+
+
+def reproduction_section(report: dict[str, Any]) -> str:
+    """For a reproduction verdict: its tests, failing on the base commit and passing after, in pytest's words."""
+    verdict = report.get("verdict") or {}
+    if verdict.get("kind") != "reproduction":
+        return ""
+    before, after = verdict.get("before") or {}, verdict.get("after") or {}
+    tests = ", ".join(f"`{t}`" for t in verdict.get("tests") or [])
+    files = ", ".join(f"`{f}`" for f in verdict.get("files") or [])
+    parts = ["### Reproduction",
+             f"No failing test was named, so the agent wrote {tests} (in {files}); the harness ran "
+             "them on the base commit, where they fail, before any source change was allowed.",
+             "**Before** (base commit):", _fenced(before.get("output") or "(no output)")]
+    if after:
+        states = ", ".join(f"`{t}` {s}" for t, s in (after.get("outcomes") or {}).items())
+        parts += [f"**After** (this branch): {states}", _fenced(after.get("output") or "(no output)")]
+    return "\n\n".join(parts)
+
+
 def report_table(report: dict[str, Any], pr_url: str | None = None) -> str:
     usage = report.get("usage") or {}
     rows = [("Status", f"**{report.get('status')}**: {report.get('stop_reason', '')}")]
@@ -150,6 +190,7 @@ def report_table(report: dict[str, Any], pr_url: str | None = None) -> str:
         rows.append(("Branch", f"`{report['branch']}`" + (f" at `{report['commit'][:12]}`"
                                                           if report.get("commit") else "")))
     rows += [
+        ("Verdict", _verdict_line(report)),
         ("Tests", _tests_line(report)),
         ("Turns", str(report.get("turns", 0))),
         ("Tokens", f"in {usage.get('input_tokens', 0)} (cached {usage.get('cached_tokens', 0)}, "
@@ -303,7 +344,8 @@ def handle_issue(env: ActionEnv, gh: GitHub, say: Callable[[str], None]) -> tupl
     try:
         pr = gh.create_pull_request(
             head=report["branch"], base=base, title=f"agent: {issue.get('title', '').strip()} (#{number})"[:250],
-            body=f"Fixes #{number}\n\n{report_table(report)}\n\n{MARKER}")
+            body=f"Fixes #{number}\n\n{report_table(report)}\n\n"
+                 + (reproduction_section(report) + "\n\n" if reproduction_section(report) else "") + MARKER)
     except GitHubError as exc:
         hint = " (the workflow needs `permissions: pull-requests: write`, and the repository must allow " \
                "Actions to create pull requests)" if exc.status in (403, 404) else ""

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-LIST_FIELDS = ("FAIL_TO_PASS", "PASS_TO_PASS")
+LIST_FIELDS = ("FAIL_TO_PASS", "PASS_TO_PASS", "REPRO_TESTS")
 
 
 @dataclass
@@ -53,6 +53,11 @@ class Instance:
     environment_setup: EnvironmentSetup = field(default_factory=EnvironmentSetup)
     hints_text: str = ""
     created_at: str = ""
+    # Description-only tasks (issue 16): the issue as a user files it, naming no test; and a reproduction
+    # (a diff that only adds test files or test functions, with its node ids) the oracle replays first.
+    issue_statement: str = ""
+    reproduction_patch: str = ""
+    REPRO_TESTS: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Instance:
@@ -76,18 +81,32 @@ class Instance:
         return patch_files(self.patch)
 
     @property
+    def description(self) -> str:
+        """The task as an issue states it, naming no test (the problem statement when there is none)."""
+        return self.issue_statement or self.problem_statement
+
+    def reproduction(self) -> tuple[str, list[str]]:
+        """(patch, test ids) the oracle replays as its reproduction: the instance's own, else its test patch."""
+        if self.reproduction_patch.strip():
+            return self.reproduction_patch, list(self.REPRO_TESTS or self.FAIL_TO_PASS)
+        return self.test_patch, list(self.FAIL_TO_PASS)
+
+    @property
     def hidden_tests(self) -> bool:
         """True when the failing tests only exist once test_patch is applied (SWE-bench proper)."""
         return bool(self.test_patch.strip())
 
 
-def patch_files(patch: str) -> list[str]:
-    """Head-side paths the patch changes, in order (deletions left out), by the agent's one diff parser."""
+def patch_files(patch: str, deleted: bool = False) -> list[str]:
+    """Head-side paths the patch changes, in order (deletions left out unless `deleted`), by the agent's
+    one diff parser."""
     from agent.diffs import parse_diff
 
+    if not patch.strip():
+        return []
     files: list[str] = []
     for item in parse_diff(patch):
-        if item.status != "deleted" and item.path not in files:
+        if (deleted or item.status != "deleted") and item.path not in files:
             files.append(item.path)
     return files
 
