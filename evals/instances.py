@@ -6,7 +6,9 @@ move between this runner and the official harness. As SWE-bench stores them,
 FAIL_TO_PASS and PASS_TO_PASS are JSON-encoded lists of test ids; both encoded
 and plain lists are accepted on read. `environment_setup` is our extension: where
 the source comes from (a PyPI sdist or a local git mirror), the Python version,
-setup commands and the test command.
+setup commands and the test command. `issue_statement`, `reproduction_patch` and
+REPRO_TESTS (JSON-encoded like FAIL_TO_PASS) are our extension for tasks that name
+no test (evals/reproductions.py).
 """
 
 from __future__ import annotations
@@ -53,8 +55,9 @@ class Instance:
     environment_setup: EnvironmentSetup = field(default_factory=EnvironmentSetup)
     hints_text: str = ""
     created_at: str = ""
-    # Description-only tasks (issue 16): the issue as a user files it, naming no test; and a reproduction
-    # (a diff that only adds test files or test functions, with its node ids) the oracle replays first.
+    # Description-only mode (issue 16): the issue as a user files it, naming no test; a diff that only adds
+    # tests (fail at base_commit, pass with the gold patch); the node ids it adds. Checked by
+    # evals.check_reproductions; empty for instances that have none.
     issue_statement: str = ""
     reproduction_patch: str = ""
     REPRO_TESTS: list[str] = field(default_factory=list)
