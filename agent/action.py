@@ -332,6 +332,8 @@ def handle_issue(env: ActionEnv, gh: GitHub, say: Callable[[str], None]) -> tupl
         return _fail(gh, number, f"the run could not start: {exc}", None, exc.exit_code, say)
     except Exception as exc:  # noqa: BLE001 - config/model errors: the issue still hears why
         return _fail(gh, number, f"the run could not start: {exc}", None, EXIT_ENVIRONMENT, say)
+    if report["status"] == "no_reproduction" and report.get("commit"):
+        return _attempt_pushed(env, gh, number, report, code, say)
     if report["status"] != "resolved":
         return _fail(gh, number, f"the agent did not resolve this issue ({report['stop_reason']})", report,
                      code, say)
@@ -355,6 +357,21 @@ def handle_issue(env: ActionEnv, gh: GitHub, say: Callable[[str], None]) -> tupl
     gh.comment_on_issue(number, f"Opened {url} for this issue.\n\n{report_table(report, url)}\n\n{MARKER}")
     say(f"opened {url}")
     return {"outcome": "pull_request", "pull_request": url, "report": _brief(report)}, code
+
+
+def _attempt_pushed(env: ActionEnv, gh: GitHub, number: int, report: dict[str, Any], code: int,
+                    say: Callable[[str], None]) -> tuple[dict, int]:
+    """No failing test was accepted: the attempted test is pushed on its branch for a person to finish
+    (a branch, never a pull request: nothing on it is a verified fix)."""
+    why = f"the agent could not write a test that fails on this issue ({report['stop_reason']})"
+    problem = push_branch(env.workspace, report["branch"], env.token, env.server_url)
+    if problem:
+        return _fail(gh, number, f"{why}; pushing its attempt failed: {problem}", report, code, say)
+    say(f"no reproduction; the attempt is on {report['branch']}")
+    gh.comment_on_issue(number, f"The agent could not fix this issue: {why}.\n\nIts attempted test is on the "
+                                f"branch `{report['branch']}` for someone to finish; no pull request was opened."
+                                f"\n\n{report_table(report)}\n\n{MARKER}")
+    return {"outcome": "no_reproduction", "branch": report["branch"], "report": _brief(report)}, code
 
 
 def _fail(gh: GitHub, number: int, why: str, report: dict[str, Any] | None, code: int,

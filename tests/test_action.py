@@ -124,6 +124,25 @@ def test_a_run_without_reproduction_says_its_verdict_is_none(site, agent_env):
     assert fake.calls("POST", r"/pulls$") == []
 
 
+def test_a_run_that_cannot_reproduce_pushes_its_attempted_test_but_opens_no_pull_request(site, agent_env):
+    body = "/agent\n\nDiscounts are wrong."
+    event = {"action": "opened", "issue": issue_payload(12, body), "repository": REPOSITORY, "sender": user("alice")}
+    from tests.test_reproduction_phase import REPRO, REPRO_FILE, REPRO_TEXT, call, create, reproduce
+
+    passing = REPRO_TEXT.replace("== 180.0", "> 0 or True")
+    turns = [create(passing), reproduce(REPRO)] + [call("view", path="shop/cart.py")] * 10
+    with FakeGitHub(origin=site["origin"]) as fake, FakeGLM(turns=turns, api_key=TEST_KEY) as glm:
+        fake.add_issue(12, event["issue"]["title"], body)
+        result = run_action(site, agent_env, fake, glm, "issues", event, AGENT_MAX_TURNS="8")
+    assert result.code == 1, result.stderr
+    assert json.loads(result.stdout)["outcome"] == "no_reproduction"
+    (note,) = fake.issue_comments[12]
+    branch = next(b for b in origin_branches(site["origin"]) if b != "main")
+    assert f"branch `{branch}`" in note["body"] and "no pull request was opened" in note["body"]
+    assert fake.calls("POST", r"/pulls$") == []
+    assert git(site["origin"], "show", f"{branch}:{REPRO_FILE}") == passing  # the attempt, for a person to finish
+
+
 def test_failed_run_comments_why_and_what_it_cost_and_opens_nothing(site, agent_env):
     event = {"action": "created", "issue": issue_payload(8, f"`{TARGET}` fails"), "repository": REPOSITORY,
              "comment": {"id": 5001, "body": "/agent fix", "user": user("alice")}, "sender": user("alice")}
