@@ -202,9 +202,10 @@ def run_env(setup: str, home: Path, venv: Path) -> dict[str, str]:
 
 
 def env_image(repo: Path) -> tuple[bool, str]:
+    from agent.gitops import commit_date, describe_version
     from sandbox.environment import environment_status
 
-    return environment_status(repo)
+    return environment_status(repo, version=describe_version(repo), date=commit_date(repo))
 
 
 def run_one(record: dict[str, Any], setup: str, opts: Options, first_of_library: bool) -> dict[str, Any]:

@@ -62,8 +62,14 @@ UV = f"{BUILD}/bin/uv"
 Log = Callable[[str], None]
 
 
-def environment_key(repo: Path, setup: list[str], base: str) -> str:
+def environment_key(repo: Path, setup: list[str], base: str, version: str | None = None,
+                    date: str | None = None) -> str:
+    """A hash of what decides the image's content: the dependency files, the setup commands, the base,
+    and, where they reach the build, the VCS version (baked into the project's metadata) and the commit
+    date (the resolver's cut-off when nothing pins the versions)."""
     digest = hashlib.sha256(f"v{ENV_RECIPE_VERSION}\0{base}\0".encode())
+    for part, value in build_inputs(repo, setup, version, date).items():
+        digest.update(f"{part}\0{value}\0".encode())
     for cmd in setup:
         digest.update(b"setup\0" + cmd.encode() + b"\0")
     for path in dependency_files(repo):
@@ -71,15 +77,26 @@ def environment_key(repo: Path, setup: list[str], base: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def build_inputs(repo: Path, setup: list[str], version: str | None, date: str | None) -> dict[str, str]:
+    """The version and date a build would use, only where they change what it installs."""
+    out: dict[str, str] = {}
+    if version and version_environment(repo, version):
+        out["version"] = version
+    if date and not setup and lock_kind(repo) is None and not fully_pinned(repo):
+        out["date"] = date
+    return out
+
+
 def resolve_python(repo: Path, python: str | None) -> str:
     """`[sandbox] python` when set; else the one the project asks for (requires-python, classifiers...)."""
     return choose_python(Path(repo)) if (python or "").strip().lower() in AUTO else str(python)
 
 
-def environment_status(repo: Path, python: str | None = "auto", setup: list[str] | None = None) -> tuple[bool, str]:
-    """(exists, tag) of the environment image the repo needs now."""
+def environment_status(repo: Path, python: str | None = "auto", setup: list[str] | None = None, *,
+                       version: str | None = None, date: str | None = None) -> tuple[bool, str]:
+    """(exists, tag) of the environment image the repo needs now (`version`, `date` as for ensure_environment)."""
     base_ok, base = base_image_status(resolve_python(repo, python))
-    tag = f"{REPOSITORY}:{environment_key(Path(repo), setup or [], base)}"
+    tag = f"{REPOSITORY}:{environment_key(Path(repo), setup or [], base, version, date)}"
     if not base_ok:
         return False, tag
     try:
@@ -100,7 +117,7 @@ def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str]
     setup = list(setup or [])
     python = resolve_python(repo, python)
     base = build_base(python, log=log)  # a no-op when present; builds (root, ~1 min) when missing
-    key = environment_key(repo, setup, base)
+    key = environment_key(repo, setup, base, version, date)
     tag = f"{REPOSITORY}:{key}"
     client = ensure_engine()
     try:

@@ -131,6 +131,39 @@ def test_unpinned_requirements_resolve_as_of_the_commit_date(base, tmp_path, ima
     assert (code, out) == (0, "1.15.0")
 
 
+def test_an_image_is_not_reused_across_versions_or_resolution_dates(base, tmp_path, images):
+    """Same dependency files, another commit: the VCS version and the unpinned resolution's cut-off
+    are part of what the image holds, so the second commit gets its own image."""
+    from agent.gitops import describe_version
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "scm2", {
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools>=64", "setuptools-scm>=8"]\n'
+                          'build-backend = "setuptools.build_meta"\n[project]\nname = "scmtwo"\n'
+                          'dynamic = ["version"]\ndependencies = ["six"]\n[tool.setuptools_scm]\n'
+                          f"# {uuid.uuid4()}\n",
+        "src/scmtwo/__init__.py": "from importlib.metadata import version\n__version__ = version('scmtwo')\n",
+    })
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "one")
+    git(repo, "tag", "v1.0.0")
+    seen = []
+    for date, tag in (("2023-12-01T00:00:00+00:00", None), ("2025-01-01T00:00:00+00:00", "v2.0.0")):
+        if tag:
+            (repo / "README").write_text("two\n")
+            git(repo, "add", ".")
+            git(repo, "commit", "-qm", "two")
+            git(repo, "tag", tag)
+        images.append(ensure_environment(repo, "auto", [], log=lambda _m: None, version=describe_version(repo),
+                                         date=date))
+        code, out = run_in(repo, images[-1], "python", "-c", "import scmtwo, six; print(scmtwo.__version__, "
+                           "six.__version__)")
+        assert code == 0, out
+        seen.append(out)
+    assert seen == ["1.0.0 1.16.0", "2.0.0 1.17.0"]
+
+
 def test_src_layout_beats_a_copy_of_the_package_in_site_packages(base, tmp_path, images):
     from sandbox.environment import ensure_environment
 
