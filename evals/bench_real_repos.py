@@ -304,6 +304,42 @@ def grade_commit(user_repo: Path, commit: str, bug_state: str, inst: Instance, v
     return False, f"pytest exit {proc.returncode}: {first.strip()[:200]}"
 
 
+# --- the set's coverage (issue 14's minimums) ------------------------------------------------------
+
+MINIMUMS = {"libraries": 12, "src layout": 4, "VCS-versioned": 3, "lock files": 2, "old commits": 3,
+            "namespace package": 1}
+
+
+def coverage(records: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """What each minimum counts (libraries, or instances for old commits), read from `properties`."""
+    props: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        props.setdefault(r["repo"], []).append(r.get("properties") or {})
+
+    def libs(test) -> list[str]:  # libraries with at least one instance that has the property
+        return sorted(lib for lib, ps in props.items() if any(test(p) for p in ps))
+
+    return {"libraries": sorted(props),
+            "src layout": libs(lambda p: p.get("layout") == "src"),
+            "VCS-versioned": libs(lambda p: set(p.get("versioning", [])) - {"static"}),
+            "lock files": libs(lambda p: p.get("lock_files")),
+            "old commits": sorted(r["instance_id"] for r in records if (r.get("properties") or {}).get("old")),
+            "namespace package": libs(lambda p: p.get("namespace"))}
+
+
+def coverage_table(records: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """(the table, the minimums the set misses)."""
+    cov = coverage(records)
+    lines = ["| property | needed | have | which |", "|---|---|---|---|"]
+    missing = []
+    for name, need in MINIMUMS.items():
+        have = cov[name]
+        lines.append(f"| {name} | {need} | {len(have)} | {', '.join(x.split('/')[-1] for x in have)} |")
+        if len(have) < need:
+            missing.append(f"{name}: {len(have)} < {need}")
+    return "\n".join(lines), missing
+
+
 # --- the table ----------------------------------------------------------------------------------
 
 def table(rows: list[dict[str, Any]], setup: str) -> str:
@@ -390,6 +426,11 @@ def main(argv: list[str] | None = None) -> int:
                    fresh_env=not args.keep_env, agent_timeout=args.agent_timeout)
     opts.work.mkdir(parents=True, exist_ok=True)
     records = load(Path(args.data), find_mirrors(args.mirrors, args.mirror), set(args.instance) or None)
+    text, missing = coverage_table(records)
+    print("# coverage of the instance set\n" + text, flush=True)
+    if missing and not args.instance:  # a rerun of chosen instances need not cover the set
+        print(f"error: the instance set misses issue 14's minimums ({'; '.join(missing)})", file=sys.stderr)
+        return 2
     rows = run(records, setups, opts, opts.work / "results.jsonl")
     for setup in setups:
         print(table([r for r in rows if r["setup"] == setup], setup))
