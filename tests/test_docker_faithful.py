@@ -164,6 +164,26 @@ def test_an_image_is_not_reused_across_versions_or_resolution_dates(base, tmp_pa
     assert seen == ["1.0.0 1.16.0", "2.0.0 1.17.0"]
 
 
+def test_the_venv_has_what_a_seeded_venv_has_and_the_build_container_goes_away(base, tmp_path, images):
+    """The seed packages come in the one uv resolution (not a second download round), and the build
+    container is removed after the commit, off the build's path, before the process ends."""
+    import threading
+
+    from sandbox.engine import ensure_engine
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "seeded", {"requirements.txt": f"six  # {uuid.uuid4()}\n"})
+    images.append(ensure_environment(repo, "3.11", [], log=lambda _m: None))
+    for thread in threading.enumerate():
+        if thread.name.startswith("remove-agent-envbuild-"):
+            thread.join(120)
+    key = images[-1].split(":", 1)[1]
+    assert not ensure_engine().containers.list(all=True, filters={"name": f"agent-envbuild-{key}-"})
+    code, out = run_in(repo, images[-1], "sh", "-c", "python -c 'import setuptools, wheel, six' && "
+                       "python -m pip --version >/dev/null && echo ok")
+    assert (code, out) == (0, "ok")
+
+
 def test_src_layout_beats_a_copy_of_the_package_in_site_packages(base, tmp_path, images):
     from sandbox.environment import ensure_environment
 
