@@ -35,7 +35,7 @@ from typing import Any
 
 from evals.bench_localization_real import PYTEST_EXTRA, repo_name
 from evals.instances import Instance
-from evals.materialize import apply_patch, commit_all, git, materialize
+from evals.materialize import GIT_ENV, apply_patch, git, materialize
 from evals.oracle import ORACLE_KEY, oracle_server
 from evals.runner import RunConfig, agent_env, fix_command, read_trajectory
 
@@ -95,7 +95,19 @@ def user_checkout(inst: Instance, dest: Path) -> str:
     repo = materialize(inst, dest)
     if not apply_patch(repo, inst.test_patch):
         raise RuntimeError("the test patch does not apply to the base commit")
-    return commit_all(repo, "Add the failing tests")
+    # dated as the base commit, as a user's commit on that checkout would be (not the evals' fixed
+    # date): a Docker environment resolves unpinned dependencies as of HEAD's date
+    date = git(repo, "show", "-s", "--format=%cI", "HEAD").strip()
+    git(repo, "add", "-A", "-f")
+    subprocess.run(["git", "-C", str(repo), "commit", "-q", "--no-verify", "--allow-empty", "-m",
+                    "Add the failing tests"], check=True, capture_output=True,
+                   env={**os.environ, **GIT_ENV, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date})
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def base_date(repo: Path) -> str:
+    """The committer date of the user's checkout (the commit the instance starts from)."""
+    return git(repo, "show", "-s", "--format=%cI", "HEAD").strip()
 
 
 # --- the user's venv ----------------------------------------------------------------------------
@@ -201,6 +213,17 @@ def run_env(setup: str, home: Path, venv: Path) -> dict[str, str]:
     return env
 
 
+def ensure_base(repo: Path) -> None:
+    """The base image for the project's Python: built once, as a user does (`agent sandbox build-base`);
+    a setup step, not part of the measured run."""
+    from sandbox.base_image import base_image_status, build_base
+    from sandbox.environment import resolve_python
+
+    python = resolve_python(repo, "auto")
+    if not base_image_status(python)[0]:
+        build_base(python, log=lambda _m: None)
+
+
 def env_image(repo: Path) -> tuple[bool, str]:
     from agent.gitops import commit_date, describe_version
     from sandbox.environment import environment_status
@@ -225,6 +248,7 @@ def run_one(record: dict[str, Any], setup: str, opts: Options, first_of_library:
         bug_state = user_checkout(inst, repo)
         out["venv_note"] = make_venv(venv, repo, opts, with_agent=setup == "b") if setup != "c" else ""
         if setup == "c":
+            ensure_base(repo)
             exists, tag = env_image(repo)
             if exists and first_of_library and opts.fresh_env:
                 subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
