@@ -144,10 +144,44 @@ def test_requirements(root: Path) -> tuple[str, list[str]]:
     return (f"[{','.join(extras)}]" if extras else ""), reqs
 
 
-def _pip(python: Path, args: list[str], opts: Options, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    extra = ["--no-index", "--no-build-isolation"] if opts.offline else []
+def _pip(python: Path, args: list[str], opts: Options, timeout: float = 900,
+         asof: tuple[str, list[str]] | None = None) -> subprocess.CompletedProcess[str]:
+    """pip, or (with `asof` = (date, lock constraints) and uv on this host) uv resolving as of that date."""
+    if opts.offline:
+        extra = ["--no-index", "--no-build-isolation"]
+    elif asof and (uv := _uv()):
+        date, constraints = asof
+        return subprocess.run([uv, "pip", "install", "-q", "--python", str(python), "--exclude-newer", date,
+                               *constraints, *args], capture_output=True, text=True, timeout=timeout,
+                              env=_clean_env())
+    else:
+        extra = []
     return subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *extra, *args],
                           capture_output=True, text=True, timeout=timeout, env=_clean_env())
+
+
+def _uv() -> str | None:
+    try:
+        import uv  # type: ignore[import-not-found]
+
+        return uv.find_uv_bin()
+    except (ImportError, FileNotFoundError, AttributeError):
+        return None
+
+
+def dev_pins(repo: Path, out: Path) -> list[str]:
+    """Constraints from the project's uv.lock (what its developers run the tests with), as `-c` args."""
+    uv = _uv()
+    if not uv or not (repo / "uv.lock").is_file():
+        return []
+    proc = subprocess.run([uv, "export", "--frozen", "--no-hashes", "--no-emit-project", "--no-header",
+                           "--no-annotate", "--all-extras", "--all-groups", "-o", str(out)], cwd=repo,
+                          capture_output=True, text=True, env=_clean_env())
+    if proc.returncode:
+        return []
+    lines = [ln for ln in out.read_text().splitlines() if not ln.startswith(("-e", "."))]
+    out.write_text("\n".join(lines) + "\n")
+    return ["-c", str(out)]
 
 
 def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
@@ -162,13 +196,15 @@ def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
                            env=_clean_env())
     extras, reqs = test_requirements(repo)
     note = ""
+    # the developer's environment of that checkout: the lock's pins, else the index as of the commit
+    asof = (base_date(repo), dev_pins(repo, venv / "dev-pins.txt"))
     if opts.offline:
         proc = _pip(python, ["--no-deps", "-e", str(repo)], opts)
     else:
-        proc = _pip(python, ["-e", f"{repo}{extras}", *reqs, "pytest"], opts)
+        proc = _pip(python, ["-e", f"{repo}{extras}", *reqs, "pytest"], opts, asof=asof)
         if proc.returncode:  # old pins that no longer install: the project and pytest, as a user would retry
             note = f"test requirements did not install ({_last_line(proc.stderr)}); "
-            proc = _pip(python, ["-e", str(repo), "pytest"], opts)
+            proc = _pip(python, ["-e", str(repo), "pytest"], opts, asof=asof)
     if proc.returncode:
         raise RuntimeError(f"pip install -e failed: {_last_line(proc.stderr)}")
     if with_agent:
@@ -234,11 +270,10 @@ def env_image(repo: Path) -> tuple[bool, str]:
 def run_one(record: dict[str, Any], setup: str, opts: Options, first_of_library: bool) -> dict[str, Any]:
     """One instance in one setup: checkout, venv, `agent fix`, independent grade. Never raises."""
     inst = Instance.from_dict(record)
-    lib = inst.repo.split("/")[-1]
     d = opts.work / setup / inst.instance_id
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
-    venv = opts.work / "venvs" / f"{lib}-{'b' if setup == 'b' else 'a'}"
+    venv = opts.work / "venvs" / f"{inst.instance_id}-{'b' if setup == 'b' else 'a'}"  # commits span years
     out: dict[str, Any] = {"instance_id": inst.instance_id, "repo": inst.repo, "setup": setup,
                            "properties": record.get("properties", {}), "exit": None, "status": None,
                            "grade": None, "cause": "", "first_request_s": None, "env_build_s": None,
@@ -280,7 +315,8 @@ def run_one(record: dict[str, Any], setup: str, opts: Options, first_of_library:
         commit = (report or {}).get("commit") or bug_state
         out.update(status=(report or {}).get("status"), stop_reason=(report or {}).get("stop_reason"),
                    turns=(report or {}).get("turns"), commit=commit)
-        grade, why = grade_commit(repo, commit, bug_state, inst, venv.parent / f"{lib}-a", d / "grade", opts)
+        grade, why = grade_commit(repo, commit, bug_state, inst, venv.parent / f"{inst.instance_id}-a", d / "grade",
+                                  opts)
         out["grade"] = grade
         if proc.returncode != 0 or not grade:
             out["cause"] = _agent_error(log) or (f"{out['status']}: {out['stop_reason']}" if report else "") or why
