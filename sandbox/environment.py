@@ -256,7 +256,7 @@ def _install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | 
             return "uv"
         log(f"warning: uv could not install the environment ({last_error(out)}); trying pip")
     box.must("make sure pip is there", f"{VENV}/bin/python -m pip --version >/dev/null 2>&1 || "
-             f"{VENV}/bin/python -m ensurepip", env)
+             f"{VENV}/bin/python -m ensurepip --default-pip", env)
     box.must("install pytest", shlex.join(["pip", "install", *constraints, "pytest"]), env)
     for rel in reqs:
         _optional(box, f"pip install -r {rel}",
