@@ -151,9 +151,9 @@ def _pip(python: Path, args: list[str], opts: Options, timeout: float = 900,
         extra = ["--no-index", "--no-build-isolation"]
     elif asof and (uv := _uv()):
         date, constraints = asof
-        return subprocess.run([uv, "pip", "install", "-q", "--python", str(python), "--exclude-newer", date,
-                               *constraints, *args], capture_output=True, text=True, timeout=timeout,
-                              env=_clean_env())
+        return subprocess.run([uv, "pip", "install", "-q", "--python", str(python),
+                               *(["--exclude-newer", date] if date else []), *constraints, *args],
+                              capture_output=True, text=True, timeout=timeout, env=_clean_env())
     else:
         extra = []
     return subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *extra, *args],
@@ -201,10 +201,14 @@ def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
     if opts.offline:
         proc = _pip(python, ["--no-deps", "-e", str(repo)], opts)
     else:
-        proc = _pip(python, ["-e", f"{repo}{extras}", *reqs, "pytest"], opts, asof=asof)
+        # as of the commit: the test requirements and pytest (no build of the project, whose old build
+        # requirements may not build on this Python); then the project editable, keeping what is there
+        first = _pip(python, [*reqs, "pytest"], opts, asof=asof)
+        note = "" if first.returncode == 0 else f"as-of-date install failed ({_last_line(first.stderr)}); "
+        proc = _pip(python, ["-e", f"{repo}{extras}", *reqs, "pytest"], opts, asof=("", asof[1]))
         if proc.returncode:  # old pins that no longer install: the project and pytest, as a user would retry
-            note = f"test requirements did not install ({_last_line(proc.stderr)}); "
-            proc = _pip(python, ["-e", str(repo), "pytest"], opts, asof=asof)
+            note += f"test requirements did not install ({_last_line(proc.stderr)}); "
+            proc = _pip(python, ["-e", str(repo), "pytest"], opts, asof=("", asof[1]))
     if proc.returncode:
         raise RuntimeError(f"pip install -e failed: {_last_line(proc.stderr)}")
     if with_agent:
