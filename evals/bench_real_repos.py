@@ -204,13 +204,20 @@ def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
         # as of the commit: the test requirements and pytest (no build of the project, whose old build
         # requirements may not build on this Python); then the project editable, keeping what is there
         first = _pip(python, [*reqs, "pytest"], opts, asof=asof)
-        note = "" if first.returncode == 0 else f"as-of-date install failed ({_last_line(first.stderr)}); "
+        if first.returncode:  # a pinned requirement of that time that no longer builds here: pytest alone
+            note = f"as-of-date requirements failed ({_last_line(first.stderr)}); "
+            _pip(python, ["pytest"], opts, asof=asof)
         proc = _pip(python, ["-e", f"{repo}{extras}", *reqs, "pytest"], opts, asof=("", asof[1]))
         if proc.returncode:  # old pins that no longer install: the project and pytest, as a user would retry
             note += f"test requirements did not install ({_last_line(proc.stderr)}); "
             proc = _pip(python, ["-e", str(repo), "pytest"], opts, asof=("", asof[1]))
     if proc.returncode:
         raise RuntimeError(f"pip install -e failed: {_last_line(proc.stderr)}")
+    check = subprocess.run([str(python), "-m", "pytest", "--version"], capture_output=True, text=True,
+                           env=_clean_env())
+    if check.returncode and not opts.offline:  # that pytest predates this Python: today's, as a user would
+        note += f"pytest of that date does not start ({_last_line(check.stderr)}): upgraded; "
+        _pip(python, ["-U", "pytest"], opts, asof=("", []))
     if with_agent:
         proc = _pip(python, ["--no-deps" if opts.offline else "--upgrade-strategy=only-if-needed", "-e",
                              str(opts.agent_src)], opts)
