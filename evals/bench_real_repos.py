@@ -217,7 +217,7 @@ def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
                            env=_clean_env())
     if check.returncode and not opts.offline:  # that pytest predates this Python: today's, as a user would
         note += f"pytest of that date does not start ({_last_line(check.stderr)}): upgraded; "
-        _pip(python, ["-U", "pytest"], opts, asof=("", []))
+        _pip(python, ["-U", "pytest", "py"], opts, asof=("", []))  # py 1.x of that date breaks on 3.11 too
     if with_agent:
         proc = _pip(python, ["--no-deps" if opts.offline else "--upgrade-strategy=only-if-needed", "-e",
                              str(opts.agent_src)], opts)
@@ -356,8 +356,9 @@ def grade_commit(user_repo: Path, commit: str, bug_state: str, inst: Instance, v
     git(dest, "checkout", "-q", "--detach", commit)
     tests = sorted({t.split("::", 1)[0] for t in inst.FAIL_TO_PASS + inst.PASS_TO_PASS})
     git(dest, "checkout", "-q", bug_state, "--", *tests)  # the instance's tests, whatever the branch did to them
-    if not (venv / "bin" / "python").exists():
-        make_venv(venv, user_repo, opts, with_agent=False)
+    if subprocess.run([str(venv / "bin" / "python"), "-c", "import pytest"], capture_output=True,
+                      env=_clean_env()).returncode if (venv / "bin" / "python").exists() else True:
+        make_venv(venv, user_repo, opts, with_agent=False)  # none yet, or one an interrupted run left half made
     roots = [str(dest / "src")] if (dest / "src").is_dir() else []
     env = {**_clean_env(), "PYTHONPATH": os.pathsep.join([*roots, str(dest)]), "PYTHONDONTWRITEBYTECODE": "1"}
     argv = [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", *PYTEST_EXTRA, "-q", "-rfE",
