@@ -38,6 +38,7 @@ from evals.instances import Instance
 from evals.materialize import GIT_ENV, apply_patch, git, materialize
 from evals.oracle import ORACLE_KEY, oracle_server
 from evals.runner import RunConfig, agent_env, fix_command, read_trajectory
+from sandbox.worktreesite import ROOTS_VAR, write_site
 
 AGENT_SRC = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "real_repos.jsonl"
@@ -336,7 +337,7 @@ def run_one(record: dict[str, Any], setup: str, opts: Options, first_of_library:
     except Exception as exc:  # noqa: BLE001 - one broken instance must not end the run
         out["cause"] = f"bench: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
     finally:
-        for sub in ("repo", "grade"):
+        for sub in ("repo", "grade", "grade-site"):
             shutil.rmtree(d / sub, ignore_errors=True)
     return out
 
@@ -359,8 +360,12 @@ def grade_commit(user_repo: Path, commit: str, bug_state: str, inst: Instance, v
     if subprocess.run([str(venv / "bin" / "python"), "-c", "import pytest"], capture_output=True,
                       env=_clean_env()).returncode if (venv / "bin" / "python").exists() else True:
         make_venv(venv, user_repo, opts, with_agent=False)  # none yet, or one an interrupted run left half made
-    roots = [str(dest / "src")] if (dest / "src").is_dir() else []
-    env = {**_clean_env(), "PYTHONPATH": os.pathsep.join([*roots, str(dest)]), "PYTHONDONTWRITEBYTECODE": "1"}
+    roots = [*([str(dest / "src")] if (dest / "src").is_dir() else []), str(dest)]
+    # the clone first even over a package a .pth put in place at startup (an editable namespace's
+    # -nspkg.pth points it at the user's checkout): the same sitecustomize as the local sandbox's
+    site = write_site(dest.parent / "grade-site")
+    env = {**_clean_env(), "PYTHONPATH": os.pathsep.join([str(site), *roots]), ROOTS_VAR: os.pathsep.join(roots),
+           "PYTHONDONTWRITEBYTECODE": "1"}
     argv = [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", *PYTEST_EXTRA, "-q", "-rfE",
             "--tb=line", *list(dict.fromkeys(inst.FAIL_TO_PASS + inst.PASS_TO_PASS))]
     try:
