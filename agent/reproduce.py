@@ -6,7 +6,8 @@ of the targets is judged here, with pytest's own words in the message:
 - bad input (exit 2): a target that names no test; a target that already passes;
 - environment (exit 3): no pytest in the interpreter; collection or setup failing for a reason
   outside the repository (a module that is neither installed nor in the worktree, a fixture or
-  option of a plugin that is not installed); no test able to run at all for a task without targets.
+  option of a plugin that is not installed, a pytest too new for the suite's use of it); no test
+  able to run at all for a task without targets.
 A test that fails at import because it needs a name the repository does not define yet (the
 bug itself, as in most FAIL_TO_PASS tests) is a reproduction, not an environment problem.
 """
@@ -25,6 +26,10 @@ _MISSING_FIXTURE = re.compile(r"fixture '([\w]+)' not found")
 _BAD_OPTION = re.compile(r"^(?:ERROR: )?(?:usage: .*\n)?.*error: unrecognized arguments: (.*)$", re.M)
 _FIRST_ERROR = re.compile(r"^E\s{3}(.+)$", re.M)
 _COLLECT_ERROR = re.compile(r"^_+ ERROR collecting (.+?) _+$", re.M)
+# pytest's own deprecations of what a test suite does, made errors by its `filterwarnings = error`:
+# the tests are older than the installed pytest, not broken by the bug.
+_PYTEST_DEPRECATION = re.compile(r"^E\s+(?:_pytest\.warning_types\.|pytest\.)?"
+                                 r"(Pytest(?:RemovedIn\d+|Deprecation)Warning): (.+)$", re.M)
 
 
 class ReproductionProblem(EnvironmentProblem):
@@ -55,6 +60,10 @@ def environment_cause(output: str, roots: list[Path]) -> str | None:
     for match in _MISSING_MODULE.finditer(output):
         if not _in_worktree(match.group(1), roots):
             return f"No module named '{match.group(1)}' (not installed, and not in the repository)"
+    deprecated = _PYTEST_DEPRECATION.search(output)
+    if deprecated:
+        return (f"the installed pytest refuses what these tests do ({deprecated.group(1)}: "
+                f"{deprecated.group(2).strip()}); install the pytest the project was developed with")
     fixture = _MISSING_FIXTURE.search(output)
     if fixture:
         return f"fixture '{fixture.group(1)}' not found (a pytest plugin is probably not installed)"

@@ -59,17 +59,19 @@ def make_sandbox(settings: Settings, root: Path, *, env_root: Path | None = None
         return LocalSandbox(root, read_only=read_only, env_root=env_root, python=settings.sandbox.python)
     if kind != "docker":
         raise BadInput(f"unknown sandbox {kind!r}: use docker or local")
+    from agent.gitops import commit_date, describe_version
     from sandbox.docker import DockerSandbox
     from sandbox.environment import ensure_environment, environment_status
 
-    if build:  # keyed by the tree the tests run on (HEAD's files), not the user's dirty checkout; the
-        # version and date come from host git: the build gets no `.git`
-        from agent.gitops import commit_date, describe_version
-
+    # keyed by the tree the tests run on (HEAD's files), not the user's dirty checkout; the version and
+    # date come from host git: the build gets no `.git`
+    version, date = describe_version(root), commit_date(root)
+    if build:
         image = ensure_environment(root, settings.sandbox.python, settings.sandbox.setup, log=log,
-                                   version=describe_version(root), date=commit_date(root))
+                                   version=version, date=date)
     else:
-        exists, image = environment_status(root, settings.sandbox.python, settings.sandbox.setup)
+        exists, image = environment_status(root, settings.sandbox.python, settings.sandbox.setup,
+                                           version=version, date=date)
         if not exists:
             raise SandboxError(f"no environment image {image} for these dependency files (none is built here)")
     return DockerSandbox(root, image=image, read_only=read_only, memory=settings.sandbox.memory,

@@ -35,9 +35,10 @@ from typing import Any
 
 from evals.bench_localization_real import PYTEST_EXTRA, repo_name
 from evals.instances import Instance
-from evals.materialize import apply_patch, commit_all, git, materialize
+from evals.materialize import GIT_ENV, apply_patch, git, materialize
 from evals.oracle import ORACLE_KEY, oracle_server
 from evals.runner import RunConfig, agent_env, fix_command, read_trajectory
+from sandbox.worktreesite import ROOTS_VAR, write_site
 
 AGENT_SRC = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "real_repos.jsonl"
@@ -95,7 +96,19 @@ def user_checkout(inst: Instance, dest: Path) -> str:
     repo = materialize(inst, dest)
     if not apply_patch(repo, inst.test_patch):
         raise RuntimeError("the test patch does not apply to the base commit")
-    return commit_all(repo, "Add the failing tests")
+    # dated as the base commit, as a user's commit on that checkout would be (not the evals' fixed
+    # date): a Docker environment resolves unpinned dependencies as of HEAD's date
+    date = git(repo, "show", "-s", "--format=%cI", "HEAD").strip()
+    git(repo, "add", "-A", "-f")
+    subprocess.run(["git", "-C", str(repo), "commit", "-q", "--no-verify", "--allow-empty", "-m",
+                    "Add the failing tests"], check=True, capture_output=True,
+                   env={**os.environ, **GIT_ENV, "GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date})
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def base_date(repo: Path) -> str:
+    """The committer date of the user's checkout (the commit the instance starts from)."""
+    return git(repo, "show", "-s", "--format=%cI", "HEAD").strip()
 
 
 # --- the user's venv ----------------------------------------------------------------------------
@@ -132,10 +145,44 @@ def test_requirements(root: Path) -> tuple[str, list[str]]:
     return (f"[{','.join(extras)}]" if extras else ""), reqs
 
 
-def _pip(python: Path, args: list[str], opts: Options, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    extra = ["--no-index", "--no-build-isolation"] if opts.offline else []
+def _pip(python: Path, args: list[str], opts: Options, timeout: float = 900,
+         asof: tuple[str, list[str]] | None = None) -> subprocess.CompletedProcess[str]:
+    """pip, or (with `asof` = (date, lock constraints) and uv on this host) uv resolving as of that date."""
+    if opts.offline:
+        extra = ["--no-index", "--no-build-isolation"]
+    elif asof and (uv := _uv()):
+        date, constraints = asof
+        return subprocess.run([uv, "pip", "install", "-q", "--python", str(python),
+                               *(["--exclude-newer", date] if date else []), *constraints, *args],
+                              capture_output=True, text=True, timeout=timeout, env=_clean_env())
+    else:
+        extra = []
     return subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *extra, *args],
                           capture_output=True, text=True, timeout=timeout, env=_clean_env())
+
+
+def _uv() -> str | None:
+    try:
+        import uv  # type: ignore[import-not-found]
+
+        return uv.find_uv_bin()
+    except (ImportError, FileNotFoundError, AttributeError):
+        return None
+
+
+def dev_pins(repo: Path, out: Path) -> list[str]:
+    """Constraints from the project's uv.lock (what its developers run the tests with), as `-c` args."""
+    uv = _uv()
+    if not uv or not (repo / "uv.lock").is_file():
+        return []
+    proc = subprocess.run([uv, "export", "--frozen", "--no-hashes", "--no-emit-project", "--no-header",
+                           "--no-annotate", "--all-extras", "--all-groups", "-o", str(out)], cwd=repo,
+                          capture_output=True, text=True, env=_clean_env())
+    if proc.returncode:
+        return []
+    lines = [ln for ln in out.read_text().splitlines() if not ln.startswith(("-e", "."))]
+    out.write_text("\n".join(lines) + "\n")
+    return ["-c", str(out)]
 
 
 def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
@@ -150,15 +197,28 @@ def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
                            env=_clean_env())
     extras, reqs = test_requirements(repo)
     note = ""
+    # the developer's environment of that checkout: the lock's pins, else the index as of the commit
+    asof = (base_date(repo), dev_pins(repo, venv / "dev-pins.txt"))
     if opts.offline:
         proc = _pip(python, ["--no-deps", "-e", str(repo)], opts)
     else:
-        proc = _pip(python, ["-e", f"{repo}{extras}", *reqs, "pytest"], opts)
+        # as of the commit: the test requirements and pytest (no build of the project, whose old build
+        # requirements may not build on this Python); then the project editable, keeping what is there
+        first = _pip(python, [*reqs, "pytest"], opts, asof=asof)
+        if first.returncode:  # a pinned requirement of that time that no longer builds here: pytest alone
+            note = f"as-of-date requirements failed ({_last_line(first.stderr)}); "
+            _pip(python, ["pytest"], opts, asof=asof)
+        proc = _pip(python, ["-e", f"{repo}{extras}", *reqs, "pytest"], opts, asof=("", asof[1]))
         if proc.returncode:  # old pins that no longer install: the project and pytest, as a user would retry
-            note = f"test requirements did not install ({_last_line(proc.stderr)}); "
-            proc = _pip(python, ["-e", str(repo), "pytest"], opts)
+            note += f"test requirements did not install ({_last_line(proc.stderr)}); "
+            proc = _pip(python, ["-e", str(repo), "pytest"], opts, asof=("", asof[1]))
     if proc.returncode:
         raise RuntimeError(f"pip install -e failed: {_last_line(proc.stderr)}")
+    check = subprocess.run([str(python), "-m", "pytest", "--version"], capture_output=True, text=True,
+                           env=_clean_env())
+    if check.returncode and not opts.offline:  # that pytest predates this Python: today's, as a user would
+        note += f"pytest of that date does not start ({_last_line(check.stderr)}): upgraded; "
+        _pip(python, ["-U", "pytest", "py"], opts, asof=("", []))  # py 1.x of that date breaks on 3.11 too
     if with_agent:
         proc = _pip(python, ["--no-deps" if opts.offline else "--upgrade-strategy=only-if-needed", "-e",
                              str(opts.agent_src)], opts)
@@ -201,20 +261,31 @@ def run_env(setup: str, home: Path, venv: Path) -> dict[str, str]:
     return env
 
 
+def ensure_base(repo: Path) -> None:
+    """The base image for the project's Python: built once, as a user does (`agent sandbox build-base`);
+    a setup step, not part of the measured run."""
+    from sandbox.base_image import base_image_status, build_base
+    from sandbox.environment import resolve_python
+
+    python = resolve_python(repo, "auto")
+    if not base_image_status(python)[0]:
+        build_base(python, log=lambda _m: None)
+
+
 def env_image(repo: Path) -> tuple[bool, str]:
+    from agent.gitops import commit_date, describe_version
     from sandbox.environment import environment_status
 
-    return environment_status(repo)
+    return environment_status(repo, version=describe_version(repo), date=commit_date(repo))
 
 
 def run_one(record: dict[str, Any], setup: str, opts: Options, first_of_library: bool) -> dict[str, Any]:
     """One instance in one setup: checkout, venv, `agent fix`, independent grade. Never raises."""
     inst = Instance.from_dict(record)
-    lib = inst.repo.split("/")[-1]
     d = opts.work / setup / inst.instance_id
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
-    venv = opts.work / "venvs" / f"{lib}-{'b' if setup == 'b' else 'a'}"
+    venv = opts.work / "venvs" / f"{inst.instance_id}-{'b' if setup == 'b' else 'a'}"  # commits span years
     out: dict[str, Any] = {"instance_id": inst.instance_id, "repo": inst.repo, "setup": setup,
                            "properties": record.get("properties", {}), "exit": None, "status": None,
                            "grade": None, "cause": "", "first_request_s": None, "env_build_s": None,
@@ -224,6 +295,7 @@ def run_one(record: dict[str, Any], setup: str, opts: Options, first_of_library:
         bug_state = user_checkout(inst, repo)
         out["venv_note"] = make_venv(venv, repo, opts, with_agent=setup == "b") if setup != "c" else ""
         if setup == "c":
+            ensure_base(repo)
             exists, tag = env_image(repo)
             if exists and first_of_library and opts.fresh_env:
                 subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
@@ -255,7 +327,8 @@ def run_one(record: dict[str, Any], setup: str, opts: Options, first_of_library:
         commit = (report or {}).get("commit") or bug_state
         out.update(status=(report or {}).get("status"), stop_reason=(report or {}).get("stop_reason"),
                    turns=(report or {}).get("turns"), commit=commit)
-        grade, why = grade_commit(repo, commit, bug_state, inst, venv.parent / f"{lib}-a", d / "grade", opts)
+        grade, why = grade_commit(repo, commit, bug_state, inst, venv.parent / f"{inst.instance_id}-a", d / "grade",
+                                  opts)
         out["grade"] = grade
         if proc.returncode != 0 or not grade:
             out["cause"] = _agent_error(log) or (f"{out['status']}: {out['stop_reason']}" if report else "") or why
@@ -264,7 +337,7 @@ def run_one(record: dict[str, Any], setup: str, opts: Options, first_of_library:
     except Exception as exc:  # noqa: BLE001 - one broken instance must not end the run
         out["cause"] = f"bench: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
     finally:
-        for sub in ("repo", "grade"):
+        for sub in ("repo", "grade", "grade-site"):
             shutil.rmtree(d / sub, ignore_errors=True)
     return out
 
@@ -284,10 +357,15 @@ def grade_commit(user_repo: Path, commit: str, bug_state: str, inst: Instance, v
     git(dest, "checkout", "-q", "--detach", commit)
     tests = sorted({t.split("::", 1)[0] for t in inst.FAIL_TO_PASS + inst.PASS_TO_PASS})
     git(dest, "checkout", "-q", bug_state, "--", *tests)  # the instance's tests, whatever the branch did to them
-    if not (venv / "bin" / "python").exists():
-        make_venv(venv, user_repo, opts, with_agent=False)
-    roots = [str(dest / "src")] if (dest / "src").is_dir() else []
-    env = {**_clean_env(), "PYTHONPATH": os.pathsep.join([*roots, str(dest)]), "PYTHONDONTWRITEBYTECODE": "1"}
+    if subprocess.run([str(venv / "bin" / "python"), "-c", "import pytest"], capture_output=True,
+                      env=_clean_env()).returncode if (venv / "bin" / "python").exists() else True:
+        make_venv(venv, user_repo, opts, with_agent=False)  # none yet, or one an interrupted run left half made
+    roots = [*([str(dest / "src")] if (dest / "src").is_dir() else []), str(dest)]
+    # the clone first even over a package a .pth put in place at startup (an editable namespace's
+    # -nspkg.pth points it at the user's checkout): the same sitecustomize as the local sandbox's
+    site = write_site(dest.parent / "grade-site")
+    env = {**_clean_env(), "PYTHONPATH": os.pathsep.join([str(site), *roots]), ROOTS_VAR: os.pathsep.join(roots),
+           "PYTHONDONTWRITEBYTECODE": "1"}
     argv = [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", *PYTEST_EXTRA, "-q", "-rfE",
             "--tb=line", *list(dict.fromkeys(inst.FAIL_TO_PASS + inst.PASS_TO_PASS))]
     try:
@@ -301,6 +379,42 @@ def grade_commit(user_repo: Path, commit: str, bug_state: str, inst: Instance, v
     first = next((ln for ln in lines if ln.startswith(("FAILED", "ERROR"))), None) or next(
         (ln for ln in lines if ln.startswith("E ")), _last_line(text))
     return False, f"pytest exit {proc.returncode}: {first.strip()[:200]}"
+
+
+# --- the set's coverage (issue 14's minimums) ------------------------------------------------------
+
+MINIMUMS = {"libraries": 12, "src layout": 4, "VCS-versioned": 3, "lock files": 2, "old commits": 3,
+            "namespace package": 1}
+
+
+def coverage(records: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """What each minimum counts (libraries, or instances for old commits), read from `properties`."""
+    props: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        props.setdefault(r["repo"], []).append(r.get("properties") or {})
+
+    def libs(test) -> list[str]:  # libraries with at least one instance that has the property
+        return sorted(lib for lib, ps in props.items() if any(test(p) for p in ps))
+
+    return {"libraries": sorted(props),
+            "src layout": libs(lambda p: p.get("layout") == "src"),
+            "VCS-versioned": libs(lambda p: set(p.get("versioning", [])) - {"static"}),
+            "lock files": libs(lambda p: p.get("lock_files")),
+            "old commits": sorted(r["instance_id"] for r in records if (r.get("properties") or {}).get("old")),
+            "namespace package": libs(lambda p: p.get("namespace"))}
+
+
+def coverage_table(records: list[dict[str, Any]]) -> tuple[str, list[str]]:
+    """(the table, the minimums the set misses)."""
+    cov = coverage(records)
+    lines = ["| property | needed | have | which |", "|---|---|---|---|"]
+    missing = []
+    for name, need in MINIMUMS.items():
+        have = cov[name]
+        lines.append(f"| {name} | {need} | {len(have)} | {', '.join(x.split('/')[-1] for x in have)} |")
+        if len(have) < need:
+            missing.append(f"{name}: {len(have)} < {need}")
+    return "\n".join(lines), missing
 
 
 # --- the table ----------------------------------------------------------------------------------
@@ -389,6 +503,11 @@ def main(argv: list[str] | None = None) -> int:
                    fresh_env=not args.keep_env, agent_timeout=args.agent_timeout)
     opts.work.mkdir(parents=True, exist_ok=True)
     records = load(Path(args.data), find_mirrors(args.mirrors, args.mirror), set(args.instance) or None)
+    text, missing = coverage_table(records)
+    print("# coverage of the instance set\n" + text, flush=True)
+    if missing and not args.instance:  # a rerun of chosen instances need not cover the set
+        print(f"error: the instance set misses issue 14's minimums ({'; '.join(missing)})", file=sys.stderr)
+        return 2
     rows = run(records, setups, opts, opts.work / "results.jsonl")
     for setup in setups:
         print(table([r for r in rows if r["setup"] == setup], setup))

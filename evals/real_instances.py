@@ -32,6 +32,8 @@ VCS_MARKERS = {"setuptools_scm": "setuptools-scm", "setuptools-scm": "setuptools
 LOCK_FILES = ("uv.lock", "poetry.lock", "pdm.lock", "Pipfile.lock")
 PIN = re.compile(r"^[A-Za-z0-9_.\[\],-]+==[^=\s;]+")
 MAX_P2P = 150
+# A pre-PEP 420 namespace package: its __init__.py only declares the namespace (pkg_resources, pkgutil).
+NAMESPACE_INIT = re.compile(r"declare_namespace\(|pkgutil\.extend_path\(")
 
 
 def _show(repo: Path, sha: str, rel: str) -> str:
@@ -56,8 +58,9 @@ def properties(repo: Path, sha: str, fix: str) -> dict[str, Any]:
     packages = {f[len(root):].split("/", 1)[0] for f in files if f.startswith(root) and f.endswith(".py")
                 and "/" in f[len(root):]}
     namespace = sorted(p for p in packages if p not in real.TEST_DIRS | real.NOT_SOURCE_DIRS
-                       and f"{root}{p}/__init__.py" not in files
-                       and any(f.startswith(f"{root}{p}/") and f.endswith("/__init__.py") for f in files))
+                       and (f"{root}{p}/__init__.py" not in files and any(
+                           f.startswith(f"{root}{p}/") and f.endswith("/__init__.py") for f in files)
+                            or NAMESPACE_INIT.search(_show(repo, sha, f"{root}{p}/__init__.py"))))
     date = real.git(repo, "log", "-1", "--format=%cs", fix).strip()
     return {"layout": "src" if src else "flat", "versioning": vcs or ["static"], "lock_files": locks,
             "date": date, "old": date < AGE_CUTOFF, "namespace": namespace}

@@ -15,6 +15,7 @@ import re
 import shlex
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -192,6 +193,13 @@ class BuildBox:
             self.container.remove(force=True, v=True)  # with its scratch volume
         except NotFound:
             pass
+
+    def remove_later(self) -> threading.Thread:
+        """Remove the container off the caller's path once its image is committed: deleting the scratch
+        volume (thousands of cached files) took 5-10 s of a build. Not a daemon: the process waits for it."""
+        thread = threading.Thread(target=self.remove, name=f"remove-{self.container.name}")
+        thread.start()
+        return thread
 
 
 def _changed_roots(diff: Iterable[dict]) -> list[str]:

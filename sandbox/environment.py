@@ -62,8 +62,14 @@ UV = f"{BUILD}/bin/uv"
 Log = Callable[[str], None]
 
 
-def environment_key(repo: Path, setup: list[str], base: str) -> str:
+def environment_key(repo: Path, setup: list[str], base: str, version: str | None = None,
+                    date: str | None = None) -> str:
+    """A hash of what decides the image's content: the dependency files, the setup commands, the base,
+    and, where they reach the build, the VCS version (baked into the project's metadata) and the commit
+    date (the resolver's cut-off when nothing pins the versions)."""
     digest = hashlib.sha256(f"v{ENV_RECIPE_VERSION}\0{base}\0".encode())
+    for part, value in build_inputs(repo, setup, version, date).items():
+        digest.update(f"{part}\0{value}\0".encode())
     for cmd in setup:
         digest.update(b"setup\0" + cmd.encode() + b"\0")
     for path in dependency_files(repo):
@@ -71,15 +77,26 @@ def environment_key(repo: Path, setup: list[str], base: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def build_inputs(repo: Path, setup: list[str], version: str | None, date: str | None) -> dict[str, str]:
+    """The version and date a build would use, only where they change what it installs."""
+    out: dict[str, str] = {}
+    if version and version_environment(repo, version):
+        out["version"] = version
+    if date and not setup and lock_kind(repo) is None and not fully_pinned(repo):
+        out["date"] = date
+    return out
+
+
 def resolve_python(repo: Path, python: str | None) -> str:
     """`[sandbox] python` when set; else the one the project asks for (requires-python, classifiers...)."""
     return choose_python(Path(repo)) if (python or "").strip().lower() in AUTO else str(python)
 
 
-def environment_status(repo: Path, python: str | None = "auto", setup: list[str] | None = None) -> tuple[bool, str]:
-    """(exists, tag) of the environment image the repo needs now."""
+def environment_status(repo: Path, python: str | None = "auto", setup: list[str] | None = None, *,
+                       version: str | None = None, date: str | None = None) -> tuple[bool, str]:
+    """(exists, tag) of the environment image the repo needs now (`version`, `date` as for ensure_environment)."""
     base_ok, base = base_image_status(resolve_python(repo, python))
-    tag = f"{REPOSITORY}:{environment_key(Path(repo), setup or [], base)}"
+    tag = f"{REPOSITORY}:{environment_key(Path(repo), setup or [], base, version, date)}"
     if not base_ok:
         return False, tag
     try:
@@ -100,7 +117,7 @@ def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str]
     setup = list(setup or [])
     python = resolve_python(repo, python)
     base = build_base(python, log=log)  # a no-op when present; builds (root, ~1 min) when missing
-    key = environment_key(repo, setup, base)
+    key = environment_key(repo, setup, base, version, date)
     tag = f"{REPOSITORY}:{key}"
     client = ensure_engine()
     try:
@@ -119,6 +136,7 @@ def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str]
     mounts.append(Mount(BUILD, None, type="volume"))  # disk-backed scratch: sources, caches
     box = BuildBox(client, base, f"agent-envbuild-{key}-{os.getpid()}", network=net.needs_network(),
                    mounts=mounts, labels=owner_labels(), log=log)
+    committed = False
     try:
         env = _build_env(repo, net, version)
         box.put("/", tar_files({"repo": None}, uid=0))  # the worktree's mountpoint at run time
@@ -130,10 +148,12 @@ def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str]
             box.put(f"{BUILD}/bin", tar_files({"uv": Path(uv).read_bytes()}, mode=0o755))
         # uv makes the venv in a fraction of `python3 -m venv`'s time (ensurepip is the slow part)
         venv = f"python3 -m venv {VENV}"
-        if uv:
-            venv = f"{UV} venv -q --seed --allow-existing --python /usr/bin/python3 {VENV} || {venv}"
+        if uv:  # the declared install adds the seed packages to its own resolution (one download round)
+            seed = "--seed " if setup else ""
+            venv = f"{UV} venv -q {seed}--allow-existing --python /usr/bin/python3 {VENV} || {venv}"
         box.must("create the virtualenv", venv, env)
-        installer = _run_setup(box, setup, env, uv) if setup else _install_declared(repo, box, env, uv, date, log)
+        installer = (_run_setup(box, setup, env, uv) if setup
+                     else _install_declared(repo, box, env, uv, date, log, seed=_seed_packages(python)))
         box.offline()
         box.must("keep only the project's metadata", _STRIP_SELF, env)
         box.must("link the worktree", _PTH_SCRIPT, env)
@@ -149,8 +169,12 @@ def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str]
             # a commit keeps the build container's labels: blank the owner ones so that containers
             # of this image are not mistaken for sandboxes (gc matches agent.sandbox=1)
             *(f'LABEL {k}=""' for k in owner_labels())], net.secrets())
+        committed = True
     finally:
-        box.remove()
+        if committed:
+            box.remove_later()
+        else:
+            box.remove()  # a failed build leaves nothing behind when this returns
     log(f"environment {tag} built in {time.monotonic() - started:.1f} s ({installer})")
     return tag
 
@@ -187,8 +211,14 @@ def _run_setup(box: BuildBox, setup: list[str], env: dict[str, str], uv: str | N
     return "setup"
 
 
+def _seed_packages(python: str) -> list[str]:
+    """What `uv venv --seed` (and `python -m venv`) put in a venv: pip; setuptools and wheel before 3.12."""
+    minor = int(python.split(".")[1]) if python.count(".") >= 1 and python.split(".")[1].isdigit() else 12
+    return ["pip"] + (["setuptools", "wheel"] if minor < 12 else [])
+
+
 def _install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | None, date: str | None,
-                      log: Log) -> str:
+                      log: Log, seed: list[str] | None = None) -> str:
     """Locks and pins first; one uv resolution when it works, else pip step by step."""
     reqs = [p.relative_to(repo).as_posix() for p in requirement_files(repo)]
     plan: dict[str, bytes] = {f"src/{r}": filtered_requirements((repo / r).read_text(errors="replace")).encode()
@@ -218,13 +248,15 @@ def _install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | 
                       "-o", f"{PLAN}/lock.txt"]
             script += [shlex.join(export), f"grep -v -e '^-e' -e '^\\.' {PLAN}/lock.txt > {PLAN}/lock-c.txt || true"]
             lock = ["-r", f"{PLAN}/lock.txt", "-c", f"{PLAN}/lock-c.txt"]
-        install = [UV, "pip", "install", "--python", f"{VENV}/bin/python", *constraints, *lock, "pytest",
+        install = [UV, "pip", "install", "--python", f"{VENV}/bin/python", *constraints, *lock, *(seed or []), "pytest",
                    *(x for r in reqs for x in ("-r", f"{SRC}/{r}")), *pipfile_args, *project, *loose]
         script.append(shlex.join(install))
         code, out = box.run("install dependencies (uv)", " && ".join(script), uv_env)
         if code == 0:
             return "uv"
         log(f"warning: uv could not install the environment ({last_error(out)}); trying pip")
+    box.must("make sure pip is there", f"{VENV}/bin/python -m pip --version >/dev/null 2>&1 || "
+             f"{VENV}/bin/python -m ensurepip --default-pip", env)
     box.must("install pytest", shlex.join(["pip", "install", *constraints, "pytest"]), env)
     for rel in reqs:
         _optional(box, f"pip install -r {rel}",

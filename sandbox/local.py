@@ -30,6 +30,7 @@ from typing import IO
 from sandbox.base import ExecResult, Sandbox, SandboxError
 from sandbox.bwrap import Plan, find_bwrap, make_plan
 from sandbox.importroots import CHECK_CODE, import_roots, top_level_packages
+from sandbox.worktreesite import ROOTS_VAR, write_site
 
 READER_GRACE = 3.0  # seconds to wait for pipes a detached grandchild may still hold open
 SCRATCH_SKIP = (".git", ".venv", "venv", "__pycache__", "node_modules", ".tox", ".nox", ".mypy_cache",
@@ -150,6 +151,7 @@ class LocalSandbox(Sandbox):
         self._scratch: Path | None = None  # read-only copy of the worktree (unisolated only)
         self._private: Path | None = None  # replacement files for bubblewrap's mounts
         self._plan: Plan | None = None
+        self._site: Path | None = None  # the sitecustomize that keeps the worktree's packages first
 
     @property
     def isolated(self) -> bool:
@@ -173,10 +175,13 @@ class LocalSandbox(Sandbox):
     def start(self) -> None:
         if not self.root.is_dir():
             raise SandboxError(f"{self.root}: not a directory")
+        self._site_dir()
         if self.isolated and self._plan is None:
             self._private = Path(tempfile.mkdtemp(prefix="agent-bwrap-"))
-            # Visible (read-only) even under the private /tmp: the user's checkout, its venv, the interpreter.
-            needed = [p for p in (self.env_root, self.venv, Path(self.python).resolve().parent.parent) if p]
+            # Visible (read-only) even under the private /tmp: the user's checkout, its venv, the interpreter,
+            # the sitecustomize.
+            needed = [p for p in (self.env_root, self.venv, Path(self.python).resolve().parent.parent,
+                                  self._site) if p]
             self._plan = make_plan(self.bwrap, self.root, writable=not self.read_only, scratch=self._private,
                                    needed=needed, hide=self.hide)
         if self.read_only and not self.isolated and self._scratch is None:
@@ -191,7 +196,7 @@ class LocalSandbox(Sandbox):
 
     def stop(self) -> None:
         """Each exec cleans up its own process group; only the scratch copy and mount files are left."""
-        for attr in ("_scratch", "_private"):
+        for attr in ("_scratch", "_private", "_site"):
             path = getattr(self, attr)
             if path is not None:
                 shutil.rmtree(path, ignore_errors=True)
@@ -202,7 +207,9 @@ class LocalSandbox(Sandbox):
         """An allowlist of our variables, the venv, PYTHONPATH = the import roots, and the caller's extras."""
         env = {k: v for k, v in os.environ.items() if k in PASS_ENV or k.startswith("LC_")}
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in self.import_roots())
+        roots = [str(p) for p in self.import_roots()]
+        env["PYTHONPATH"] = os.pathsep.join([str(self._site_dir()), *roots])
+        env[ROOTS_VAR] = os.pathsep.join(roots)
         if self.venv is not None:
             env["VIRTUAL_ENV"] = str(self.venv)
             env["PATH"] = str(self.venv / "bin") + os.pathsep + env.get("PATH", "")
@@ -216,6 +223,11 @@ class LocalSandbox(Sandbox):
             env["HOME"] = "/tmp"
         env.update(self.extra_env)
         return env
+
+    def _site_dir(self) -> Path:
+        if self._site is None:
+            self._site = write_site(Path(tempfile.mkdtemp(prefix="agent-site-")))
+        return self._site
 
     def argv(self, command: list[str]) -> list[str]:
         if command and command[0] == "python":

@@ -131,6 +131,59 @@ def test_unpinned_requirements_resolve_as_of_the_commit_date(base, tmp_path, ima
     assert (code, out) == (0, "1.15.0")
 
 
+def test_an_image_is_not_reused_across_versions_or_resolution_dates(base, tmp_path, images):
+    """Same dependency files, another commit: the VCS version and the unpinned resolution's cut-off
+    are part of what the image holds, so the second commit gets its own image."""
+    from agent.gitops import describe_version
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "scm2", {
+        "pyproject.toml": '[build-system]\nrequires = ["setuptools>=64", "setuptools-scm>=8"]\n'
+                          'build-backend = "setuptools.build_meta"\n[project]\nname = "scmtwo"\n'
+                          'dynamic = ["version"]\ndependencies = ["six"]\n[tool.setuptools_scm]\n'
+                          f"# {uuid.uuid4()}\n",
+        "src/scmtwo/__init__.py": "from importlib.metadata import version\n__version__ = version('scmtwo')\n",
+    })
+    git(repo, "init", "-q")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "one")
+    git(repo, "tag", "v1.0.0")
+    seen = []
+    for date, tag in (("2023-12-01T00:00:00+00:00", None), ("2025-01-01T00:00:00+00:00", "v2.0.0")):
+        if tag:
+            (repo / "README").write_text("two\n")
+            git(repo, "add", ".")
+            git(repo, "commit", "-qm", "two")
+            git(repo, "tag", tag)
+        images.append(ensure_environment(repo, "auto", [], log=lambda _m: None, version=describe_version(repo),
+                                         date=date))
+        code, out = run_in(repo, images[-1], "python", "-c", "import scmtwo, six; print(scmtwo.__version__, "
+                           "six.__version__)")
+        assert code == 0, out
+        seen.append(out)
+    assert seen == ["1.0.0 1.16.0", "2.0.0 1.17.0"]
+
+
+def test_the_venv_has_what_a_seeded_venv_has_and_the_build_container_goes_away(base, tmp_path, images):
+    """The seed packages come in the one uv resolution (not a second download round), and the build
+    container is removed after the commit, off the build's path, before the process ends."""
+    import threading
+
+    from sandbox.engine import ensure_engine
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "seeded", {"requirements.txt": f"six  # {uuid.uuid4()}\n"})
+    images.append(ensure_environment(repo, "3.11", [], log=lambda _m: None))
+    for thread in threading.enumerate():
+        if thread.name.startswith("remove-agent-envbuild-"):
+            thread.join(120)
+    key = images[-1].split(":", 1)[1]
+    assert not ensure_engine().containers.list(all=True, filters={"name": f"agent-envbuild-{key}-"})
+    code, out = run_in(repo, images[-1], "sh", "-c", "python -c 'import setuptools, wheel, six' && "
+                       "python -m pip --version >/dev/null && echo ok")
+    assert (code, out) == (0, "ok")
+
+
 def test_src_layout_beats_a_copy_of_the_package_in_site_packages(base, tmp_path, images):
     from sandbox.environment import ensure_environment
 

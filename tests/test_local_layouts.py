@@ -180,3 +180,34 @@ def test_fix_stops_when_the_project_imports_from_elsewhere(tmp_path, agent_env):
     # an environment problem found at the reproduction leaves nothing behind
     assert "agent/" not in git(repo, "branch", "--list")
     assert not list(Path(agent_env["AGENT_HOME"]).glob("runs/*"))
+
+
+NSPKG = {
+    "setup.py": "from setuptools import setup\nsetup(name='nsx.calc', version='1.0', packages=['nsx'],\n"
+                "      namespace_packages=['nsx'])\n",
+    "nsx/__init__.py": "try:\n    __import__('pkg_resources').declare_namespace(__name__)\nexcept ImportError:\n"
+                       "    __path__ = __import__('pkgutil').extend_path(__path__, __name__)\n",
+    "nsx/calc.py": "WHERE = 'checkout'\n",
+    "tests/test_calc.py": "from nsx.calc import WHERE\n\n\ndef test_where():\n    assert WHERE\n",
+}
+
+
+def test_an_editable_pkg_resources_namespace_does_not_hide_the_worktree(tmp_path, monkeypatch):
+    """The editable install's -nspkg.pth (setup.py's namespace_packages, as jaraco.* had it) puts `nsx`
+    (the user's checkout) in sys.modules at startup,
+    before PYTHONPATH is consulted: the worktree's nsx.calc must still be what imports."""
+    monkeypatch.delenv("VIRTUAL_ENV", raising=False)
+    user = make_sample_repo(tmp_path / "user", {**NSPKG, ".gitignore": ".venv/\n*.egg-info/\n"})
+    python = make_venv(user / ".venv")
+    pip_install(python, user, editable=True)
+    site = next((user / ".venv" / "lib").glob("python*/site-packages"))
+    assert list(site.glob("*-nspkg.pth")), sorted(p.name for p in site.iterdir())
+    worktree = tmp_path / "worktree"
+    shutil.copytree(user, worktree, ignore=shutil.ignore_patterns(".git", ".venv", "*.egg-info"))
+    (worktree / "nsx" / "calc.py").write_text("WHERE = 'worktree'\n")
+    git(worktree, "init", "-q")
+    with LocalSandbox(worktree, env_root=user) as box:
+        assert box.foreign_imports() == []
+        result = box.exec(["python", "-c", "import nsx.calc; print(nsx.calc.WHERE, nsx.calc.__file__)"], 60)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == ["worktree", str(worktree / "nsx" / "calc.py")]

@@ -97,7 +97,10 @@ def test_environment_is_an_allowlist(tmp_path, monkeypatch):
         box.stop()
         assert not any("/leak/" in value for value in env.values())
         assert env["LC_ALL"] == "C.UTF-8" and env["PYTEST_ADDOPTS"] == "-q"
-        assert env["PYTHONPATH"].split(os.pathsep) == [str(tmp_path.resolve()), str((tmp_path / "src").resolve())]
+        site, *roots = env["PYTHONPATH"].split(os.pathsep)  # first: the sitecustomize (sandbox.worktreesite)
+        assert Path(site).name.startswith("agent-site-")
+        assert roots == [str(tmp_path.resolve()), str((tmp_path / "src").resolve())]
+        assert env["AGENT_WORKTREE_ROOTS"].split(os.pathsep) == roots
 
 
 def test_timeout_kills_the_whole_process_group(box, tmp_path):

@@ -66,6 +66,12 @@ def test_an_interpreter_without_pytest_is_an_environment_problem(sample_repo, ag
      "No module named 'not_installed_anywhere_xyz'"),
     ({"tests/test_cart.py": "def test_discount(plugin_fixture_xyz):\n    pass\n"}, "fixture 'plugin_fixture_xyz'"),
     ({"pytest.ini": "[pytest]\naddopts = --frobnicate-xyz\n"}, "--frobnicate-xyz"),
+    # a suite older than the installed pytest, with warnings as errors: pytest's deprecation of what it
+    # does (as pytest 9.2 warns at collection about a generator in parametrize) fails the collection
+    ({"pytest.ini": "[pytest]\nfilterwarnings =\n    error\n",
+      "tests/test_cart.py": "import warnings\nimport pytest\n\nwarnings.warn(pytest.PytestRemovedIn10Warning("
+                            "'Passing a non-Collection iterable to parametrize is deprecated.'))\n\n"
+                            "def test_discount():\n    assert False\n"}, "the installed pytest refuses"),
 ])
 def test_tests_that_cannot_start_here_are_an_environment_problem(sample_repo, agent_env, files, words):
     _commit(sample_repo, files)
