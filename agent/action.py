@@ -141,6 +141,46 @@ def _tests_line(report: dict[str, Any]) -> str:
     return "; ".join(parts) or "not run"
 
 
+def _verdict_line(report: dict[str, Any]) -> str:
+    """Which kind of evidence the verdict rests on: given tests, the agent's reproduction, or none."""
+    verdict = report.get("verdict") or {}
+    tests = ", ".join(f"`{t}`" for t in verdict.get("tests") or [])
+    kind = verdict.get("kind")
+    if kind == "given":
+        return f"**given**: the failing tests named in the request ({tests})"
+    if kind == "reproduction":
+        return ("**reproduction**: tests written by the agent, checked by the harness to fail on the base commit "
+                f"({tests})")
+    if kind == "none":
+        return "**none**: no failing test was named and no reproduction was accepted, so nothing shows the issue fixed"
+    return "not stated"
+
+
+def _fenced(text: str) -> str:
+    """A code block that `text` cannot close early (a fence longer than any run of backticks in it)."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{text.strip()}\n{fence}"
+
+
+def reproduction_section(report: dict[str, Any]) -> str:
+    """For a reproduction verdict: its tests, failing on the base commit and passing after, in pytest's words."""
+    verdict = report.get("verdict") or {}
+    if verdict.get("kind") != "reproduction":
+        return ""
+    before, after = verdict.get("before") or {}, verdict.get("after") or {}
+    tests = ", ".join(f"`{t}`" for t in verdict.get("tests") or [])
+    files = ", ".join(f"`{f}`" for f in verdict.get("files") or [])
+    parts = ["### Reproduction",
+             f"No failing test was named, so the agent wrote {tests} (in {files}); the harness ran "
+             "them on the base commit, where they fail, before any source change was allowed.",
+             "**Before** (base commit):", _fenced(before.get("output") or "(no output)")]
+    if after:
+        states = ", ".join(f"`{t}` {s}" for t, s in (after.get("outcomes") or {}).items())
+        parts += [f"**After** (this branch): {states}", _fenced(after.get("output") or "(no output)")]
+    return "\n\n".join(parts)
+
+
 def report_table(report: dict[str, Any], pr_url: str | None = None) -> str:
     usage = report.get("usage") or {}
     rows = [("Status", f"**{report.get('status')}**: {report.get('stop_reason', '')}")]
@@ -150,6 +190,7 @@ def report_table(report: dict[str, Any], pr_url: str | None = None) -> str:
         rows.append(("Branch", f"`{report['branch']}`" + (f" at `{report['commit'][:12]}`"
                                                           if report.get("commit") else "")))
     rows += [
+        ("Verdict", _verdict_line(report)),
         ("Tests", _tests_line(report)),
         ("Turns", str(report.get("turns", 0))),
         ("Tokens", f"in {usage.get('input_tokens', 0)} (cached {usage.get('cached_tokens', 0)}, "
@@ -291,6 +332,8 @@ def handle_issue(env: ActionEnv, gh: GitHub, say: Callable[[str], None]) -> tupl
         return _fail(gh, number, f"the run could not start: {exc}", None, exc.exit_code, say)
     except Exception as exc:  # noqa: BLE001 - config/model errors: the issue still hears why
         return _fail(gh, number, f"the run could not start: {exc}", None, EXIT_ENVIRONMENT, say)
+    if report["status"] == "no_reproduction" and report.get("commit"):
+        return _attempt_pushed(env, gh, number, report, code, say)
     if report["status"] != "resolved":
         return _fail(gh, number, f"the agent did not resolve this issue ({report['stop_reason']})", report,
                      code, say)
@@ -303,7 +346,8 @@ def handle_issue(env: ActionEnv, gh: GitHub, say: Callable[[str], None]) -> tupl
     try:
         pr = gh.create_pull_request(
             head=report["branch"], base=base, title=f"agent: {issue.get('title', '').strip()} (#{number})"[:250],
-            body=f"Fixes #{number}\n\n{report_table(report)}\n\n{MARKER}")
+            body=f"Fixes #{number}\n\n{report_table(report)}\n\n"
+                 + (reproduction_section(report) + "\n\n" if reproduction_section(report) else "") + MARKER)
     except GitHubError as exc:
         hint = " (the workflow needs `permissions: pull-requests: write`, and the repository must allow " \
                "Actions to create pull requests)" if exc.status in (403, 404) else ""
@@ -313,6 +357,21 @@ def handle_issue(env: ActionEnv, gh: GitHub, say: Callable[[str], None]) -> tupl
     gh.comment_on_issue(number, f"Opened {url} for this issue.\n\n{report_table(report, url)}\n\n{MARKER}")
     say(f"opened {url}")
     return {"outcome": "pull_request", "pull_request": url, "report": _brief(report)}, code
+
+
+def _attempt_pushed(env: ActionEnv, gh: GitHub, number: int, report: dict[str, Any], code: int,
+                    say: Callable[[str], None]) -> tuple[dict, int]:
+    """No failing test was accepted: the attempted test is pushed on its branch for a person to finish
+    (a branch, never a pull request: nothing on it is a verified fix)."""
+    why = f"the agent could not write a test that fails on this issue ({report['stop_reason']})"
+    problem = push_branch(env.workspace, report["branch"], env.token, env.server_url)
+    if problem:
+        return _fail(gh, number, f"{why}; pushing its attempt failed: {problem}", report, code, say)
+    say(f"no reproduction; the attempt is on {report['branch']}")
+    gh.comment_on_issue(number, f"The agent could not fix this issue: {why}.\n\nIts attempted test is on the "
+                                f"branch `{report['branch']}` for someone to finish; no pull request was opened."
+                                f"\n\n{report_table(report)}\n\n{MARKER}")
+    return {"outcome": "no_reproduction", "branch": report["branch"], "report": _brief(report)}, code
 
 
 def _fail(gh: GitHub, number: int, why: str, report: dict[str, Any] | None, code: int,

@@ -42,6 +42,17 @@ def usd_prices(settings: Settings) -> PriceRow:
     return row
 
 
+@dataclass(frozen=True)
+class PhaseCap:
+    """A phase's own share of the run's budget: no call starts at or past `max_turns` turns or could
+    carry the run's cost past `max_cost_usd` while it is set (both counted from the run's start)."""
+
+    kind: str  # the BudgetExhausted kind, e.g. "reproduction"
+    max_turns: int
+    max_cost_usd: float
+    what: str  # how the stop reason names the phase
+
+
 @dataclass
 class Budget:
     limits: BudgetSettings
@@ -51,6 +62,7 @@ class Budget:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float = 0.0
     cost_rmb: float = 0.0
+    phase: PhaseCap | None = None
 
     @property
     def elapsed(self) -> float:
@@ -67,6 +79,10 @@ class Budget:
         """The output allowance for the next call, or BudgetExhausted if no useful call fits."""
         if self.turns >= self.limits.max_turns:
             raise BudgetExhausted("turns", f"turn limit reached ({self.turns} of {self.limits.max_turns})")
+        phase = self.phase
+        if phase is not None and self.turns >= phase.max_turns:
+            raise BudgetExhausted(phase.kind, f"{phase.what}: its share of the turns is spent "
+                                              f"({self.turns} of {phase.max_turns})")
         if self.elapsed >= self.limits.max_seconds:
             raise BudgetExhausted(
                 "time", f"time limit reached ({self.elapsed:.0f}s of {self.limits.max_seconds:.0f}s)")
@@ -77,9 +93,14 @@ class Budget:
                 f"token limit: {self.tokens_used} used, the next prompt needs ~{prompt_tokens} "
                 f"of {self.limits.max_tokens}")
         if self.usd_prices is not None:
-            money_left = self.limits.max_cost_usd - self.cost_usd - prompt_tokens * self.usd_prices.input / 1e6
+            limit = self.limits.max_cost_usd if phase is None else min(self.limits.max_cost_usd, phase.max_cost_usd)
+            money_left = limit - self.cost_usd - prompt_tokens * self.usd_prices.input / 1e6
             by_cost = math.floor(money_left * 1e6 / self.usd_prices.output) if self.usd_prices.output else allowance
             allowance = min(allowance, by_cost)
+            short = allowance < min(MIN_USEFUL_OUTPUT, max_output)
+            if short and phase is not None and limit < self.limits.max_cost_usd:
+                raise BudgetExhausted(phase.kind, f"{phase.what}: its share of the cost is spent "
+                                                  f"(${self.cost_usd:.4f} of ${phase.max_cost_usd:.4f})")
             if allowance < min(MIN_USEFUL_OUTPUT, max_output):
                 raise BudgetExhausted(
                     "cost",

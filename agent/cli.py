@@ -16,37 +16,12 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from agent.config import ConfigError, load_defaults
 from agent.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, AgentError
+from sandbox.cli import PlainHelpCommand, PlainHelpGroup, sandbox_app
 
-
-class _Command(TyperCommand):
-    """Help without type placeholders: --help takes no value, an argument's metavar says what it is."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        for param in self.params:
-            if isinstance(param, TyperArgument) and param.metavar:
-                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
-
-    def get_help_option(self, ctx: typer.Context) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
-
-
-class _Group(TyperGroup):
-    def get_help_option(self, ctx: typer.Context) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
-
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_Group,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=PlainHelpGroup,
                   help="A repository-scale coding agent for GLM-5.2.")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 _state = {"debug": False}
@@ -210,7 +185,7 @@ def _print_report(report: dict[str, Any], as_json: bool) -> None:
         f"max {report['calls']['max']}\nrun dir {report['run_dir']}", markup=False)
 
 
-@app.command(cls=_Command)
+@app.command(cls=PlainHelpCommand)
 def fix(
     task: Annotated[str, typer.Argument(metavar="TASK",
                                               help="A test selector (tests/test_x.py::test_y) or a description.")],
@@ -243,7 +218,7 @@ def fix(
     raise typer.Exit(code)
 
 
-@app.command(cls=_Command)
+@app.command(cls=PlainHelpCommand)
 def review(
     repo: RepoOpt = Path("."),
     base: Annotated[str | None, _opt("Where the change starts.", "the fork point from the upstream or main "
@@ -285,7 +260,7 @@ def review(
     raise typer.Exit(code)
 
 
-@app.command(cls=_Command)
+@app.command(cls=PlainHelpCommand)
 def action() -> None:
     """The GitHub Action's entry point: reads GITHUB_EVENT_NAME, GITHUB_EVENT_PATH and the rest of the Actions env."""
     import os
@@ -298,7 +273,7 @@ def action() -> None:
     raise typer.Exit(code)
 
 
-@app.command(cls=_Command)
+@app.command(cls=PlainHelpCommand)
 def summary(
     repo: RepoOpt = Path("."),
     test: TestOpt = [],  # noqa: B006
@@ -318,7 +293,7 @@ def summary(
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
-@app.command(cls=_Command)
+@app.command(cls=PlainHelpCommand)
 def demo(
     sandbox: Annotated[str | None, _opt("Where the demo's tests run: docker or local.", "docker when an engine "
                                         "and the base image are there, else local", envvar="AGENT_SANDBOX",
@@ -333,7 +308,7 @@ def demo(
     raise typer.Exit(code)
 
 
-@app.command(name="eval", cls=_Command)
+@app.command(name="eval", cls=PlainHelpCommand)
 def eval_(
     instances: Annotated[Path | None, _opt("SWE-bench-format JSONL of instances.", "the bundled set",
                                            "--instances", envvar="AGENT_EVAL_INSTANCES", metavar="FILE")] = None,
@@ -377,7 +352,7 @@ def eval_(
     raise typer.Exit(_guarded(lambda: eval_main(argv)))
 
 
-@app.command(cls=_Command)
+@app.command(cls=PlainHelpCommand)
 def cost(run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
                                                               help="A run directory (with trajectory.jsonl).")],
          json_out: JsonOpt = False) -> None:
@@ -392,7 +367,7 @@ def cost(run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR",
             sys.stdout.write(line + "\n")
 
 
-@app.command(cls=_Command)
+@app.command(cls=PlainHelpCommand)
 def doctor() -> None:
     """Check key, endpoint, git, ripgrep, grammars, Docker and the base image; exit 3 if any fails."""
     from agent.doctor import run_checks
@@ -405,15 +380,7 @@ def doctor() -> None:
     raise typer.Exit(0 if ok else EXIT_ENVIRONMENT)
 
 
-def _mount_sandbox_app() -> None:
-    try:
-        from sandbox.cli import sandbox_app
-    except ImportError:  # pragma: no cover - the Docker sandbox is part of the package
-        return
-    app.add_typer(sandbox_app, name="sandbox", help="The Docker sandbox: base image and clean-up.")
-
-
-_mount_sandbox_app()
+app.add_typer(sandbox_app, name="sandbox", help="The Docker sandbox: base image and clean-up.")
 
 
 def main() -> None:

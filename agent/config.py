@@ -101,6 +101,14 @@ class LoopSettings(_Section):
     prompt_ceiling: int = Field(default=0, ge=0)
 
 
+class ReproductionSettings(_Section):
+    """The reproduction phase of a task that names no failing test (agent/reproduction_phase.py)."""
+
+    turns_share: float = Field(default=0.5, gt=0, le=1)
+    cost_share: float = Field(default=0.5, gt=0, le=1)
+    output_chars: int = Field(default=2000, ge=200)
+
+
 class Settings(_Section):
     model: ModelSettings
     profiles: dict[str, dict[str, Any]]
@@ -111,6 +119,7 @@ class Settings(_Section):
     tools: ToolSettings
     review: ReviewSettings
     loop: LoopSettings
+    reproduction: ReproductionSettings = Field(default_factory=ReproductionSettings)
 
     def profile(self, name: str | None = None) -> dict[str, Any]:
         key = name or self.model.profile

@@ -22,6 +22,7 @@ from agent.model.types import Usage
 from agent.preflight import preflight
 from agent.prompting import render
 from agent.report import build_report
+from agent.reproduction_phase import ReproductionPhase, given_verdict
 from agent.run_context import RunContext, sandbox_isolation, sandbox_label
 from agent.runs import cache_dir, write_private
 from agent.task import Task
@@ -126,6 +127,7 @@ class _Fix:
         self.timeout = float(run.settings.sandbox.test_timeout)
         self.baseline: TestRun | None = None
         self.final: TestRun | None = None
+        self.phase: ReproductionPhase | None = None  # a task without targets: the model reproduces first
         for note in self.notes:
             run.progress("note: " + note)
         if worktree.user_tree_dirty:
@@ -173,6 +175,11 @@ class _Fix:
                                         min(self.timeout, run.budget.seconds_left()), run.progress)
         index, scope, summary = _summarise(self.worktree.path, task, self.baseline.output, self.scopes,
                                            settings.loop.summary_tokens, run.progress, executed)
+        if not task.targets:
+            self.phase = ReproductionPhase(
+                worktree=self.worktree, settings=settings, budget=run.budget, trajectory=run.trajectory,
+                progress=run.progress, base_config=self.base_config, baseline=self.baseline,
+                run_tests=self._tests, allow_test_edits=self.options.allow_test_edits)
         ctx = ToolContext(
             root=self.worktree.path, sandbox=run.sandbox, target_tests=list(task.targets),
             test_command=self.test_command, test_timeout=self.timeout, scope_fence=self.scopes,
@@ -180,18 +187,22 @@ class _Fix:
             protected_paths=lambda rel: (is_test_file(rel) or rel in task.target_files
                                          or integrity.is_loaded_implicitly(rel)),
             limits=ToolLimits(**settings.tools.model_dump()))
+        if self.phase is not None:
+            self.phase.bind(ctx)
+        reproducing = self.phase is not None
         messages = [
-            {"role": "system", "content": render("system.md") + render("repo_summary.md",
-                                                                        repo_summary=summary.repo_part)},
+            {"role": "system", "content": render("system_reproduce.md" if reproducing else "system.md")
+             + render("repo_summary.md", repo_summary=summary.repo_part)},
             {"role": "user", "content": render(
-                "task_fix.md", task_summary=summary.task_part, task=task.text,
+                "task_reproduce.md" if reproducing else "task_fix.md", task_summary=summary.task_part, task=task.text,
+                turns=self.phase.turn_share if self.phase else "",
                 targets="\n".join(f"- {t}" for t in task.targets) or "- (none given: keep the suite green)",
                 test_command=" ".join(self.test_command), reproduction=_reproduction_text(self.baseline),
                 notes=("\nScope: work inside " + ", ".join(self.scopes) + "; edits elsewhere are refused.\n")
                 if self.scopes else "")},
         ]
         shell = sandbox_isolation(settings.sandbox.kind) in ("docker", "bubblewrap")
-        loop = run.make_loop(fix_tools(shell=shell), ctx, self.verify, mode=self.options.mode,
+        loop = run.make_loop(fix_tools(shell=shell, reproduce=reproducing), ctx, self.verify, mode=self.options.mode,
                              seeds=list(scope.seed_files))
         outcome = loop.run(messages)
         if outcome.verification is not None and outcome.verification.runs:
@@ -208,14 +219,18 @@ class _Fix:
             if run.budget.seconds_left() <= 0:
                 self.notes.append("final test run skipped: the time limit is spent")
                 return
-            self.final = self._tests(self.task.target_files)
+            if self.phase is not None and self.phase.accepted is None:
+                return  # nothing to judge: the report's verdict is "none"
+            self.final = self._tests(self.phase.selection() if self.phase else self.task.target_files)
             run.trajectory.event("test_run", purpose="final", run=self.final.to_dict())
         except Exception as exc:  # noqa: BLE001 - the report must still be written
             self.notes.append(f"final test run failed: {exc}")
 
     def conclude(self, repo: Any, outcome: LoopOutcome) -> tuple[dict[str, Any], int]:
         """Commit, patch, release the worktree (the branch stays only with a commit), report."""
-        run, worktree = self.run, self.worktree
+        run, worktree, phase = self.run, self.worktree, self.phase
+        if phase is not None:
+            outcome.status, outcome.stop_reason = phase.settle(outcome.status, outcome.stop_reason)
         try:
             commit = gitops.commit_all(worktree, _commit_message(self.task, outcome))
             patch = gitops.patch_since_base(worktree)
@@ -227,7 +242,9 @@ class _Fix:
         branch_dropped = commit is None and gitops.drop_branch_if_unused(repo, worktree)
         report = build_report(
             task=self.task, outcome=outcome, worktree=worktree, commit=commit, patch=patch, budget=run.budget,
-            baseline=self.baseline, final=self.final, run_dir=run.run_dir,
+            baseline=phase.accepted.before if phase and phase.accepted else self.baseline, final=self.final,
+            run_dir=run.run_dir, targets=phase.targets if phase else None,
+            verdict=phase.verdict(self.final) if phase else given_verdict(self.task.targets),
             sandbox_kind=run.settings.sandbox.kind, sandbox_isolation=sandbox_isolation(run.settings.sandbox.kind),
             notes=self.notes, elapsed=time.monotonic() - run.started)
         if branch_dropped:
@@ -236,20 +253,23 @@ class _Fix:
 
     def verify(self) -> Verification:
         """Targets pass twice with no regressions, under the base commit's test configuration (checked
-        before and after the runs: code under test could rewrite it mid-run); a task without targets
-        must at least have changed something."""
-        task, worktree, allow = self.task, self.worktree, self.options.allow_test_edits
-        if not task.targets and not gitops.has_changes(worktree):
-            return Verification(False, "no change was made, and the task names no test to check")
-        reason = integrity.tampering(self.base_config, worktree.path, allow_test_edits=allow)
+        before and after the runs: code under test could rewrite it mid-run). A task without targets is
+        judged by its accepted reproduction (frozen as accepted), and without one it is never resolved."""
+        task, worktree, allow, phase = self.task, self.worktree, self.options.allow_test_edits, self.phase
+        if phase is not None and phase.accepted is None:
+            return Verification(False, render("reproduction/missing.md").strip())
+        targets, selection = (phase.targets, phase.selection()) if phase else (task.targets, task.target_files)
+        reference = phase.reference() if phase else self.base_config
+        reason = (phase.tampering() if phase else None) or integrity.tampering(reference, worktree.path,
+                                                                                allow_test_edits=allow)
         if reason:
             return Verification(False, reason)
-        verdict = verify(self.run.sandbox, targets=task.targets, selection=task.target_files,
+        verdict = verify(self.run.sandbox, targets=targets, selection=selection,
                          baseline=self.baseline, test_command=self.test_command, timeout=self.timeout,
                          time_left=self.run.budget.seconds_left)
-        reason = integrity.tampering(self.base_config, worktree.path, allow_test_edits=allow,
-                                     baseline_output=self.baseline.output,
-                                     outputs=tuple(r.output for r in verdict.runs))
+        reason = (phase.tampering() if phase else None) or integrity.tampering(
+            reference, worktree.path, allow_test_edits=allow, baseline_output=self.baseline.output,
+            outputs=tuple(r.output for r in verdict.runs))
         if reason:
             return Verification(False, reason, verdict.targets_failing, verdict.newly_failing, verdict.runs)
         return verdict

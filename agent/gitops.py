@@ -317,6 +317,20 @@ def has_changes(worktree: Worktree) -> bool:
     return is_dirty(worktree.path)
 
 
+def changed_paths(worktree: Worktree) -> list[str]:
+    """Files that differ from the base commit: tracked ones changed or deleted, and untracked ones."""
+    tracked = run_bytes(worktree.path, "diff", "--name-only", "-z", "--no-renames", worktree.base_commit)
+    untracked = run_bytes(worktree.path, "ls-files", "--others", "--exclude-standard", "-z")
+    names = [os.fsdecode(n) for n in (tracked + b"\0" + untracked).split(b"\0") if n]
+    return sorted(set(names))
+
+
+def base_bytes(worktree: Worktree, path: str) -> bytes | None:
+    """The file `path` as the base commit has it, or None when the base commit has no such file."""
+    result = call(worktree.path, "cat-file", "blob", f"{worktree.base_commit}:{path}")
+    return result.stdout if result.returncode == 0 else None
+
+
 def commit_all(worktree: Worktree, message: str) -> str | None:
     """Commit every change in the worktree; returns the new commit, or None if nothing changed."""
     run(worktree.path, "add", "--all", write=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.budget import MIN_USEFUL_OUTPUT, Budget, BudgetExhausted
-from agent.model.errors import ContextOverflowError
+from agent.model.errors import ContextOverflowError, DeadlineError
 from agent.model.pricing import cost_of
 from agent.model.types import AttemptCost, Completion, ModelClient, Usage
 from agent.policy import Decision, Policy
@@ -181,8 +181,7 @@ class Loop:
         self._sent = len(messages)
         attempts = _AttemptBudget(self, prompt)
         try:
-            return self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
-                                        budget=attempts)
+            return self._complete(messages, decision, allowance, attempts)
         except ContextOverflowError as exc:
             if self.outcome.compactions:
                 raise BudgetExhausted("context", f"the API still reports a context overflow after compaction "
@@ -193,11 +192,20 @@ class Loop:
                               prompt_estimate=attempts.prompt, max_tokens=allowance, messages=messages)
         self._sent = len(messages)
         try:
-            return self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
-                                        budget=attempts)
+            return self._complete(messages, decision, allowance, attempts)
         except ContextOverflowError as again:
             raise BudgetExhausted("context", f"the API still reports a context overflow after compaction "
                                              f"({again})") from None
+
+    def _complete(self, messages: list[dict[str, Any]], decision: Decision, allowance: int,
+                  attempts: _AttemptBudget) -> Completion:
+        """The client's call; a time limit that passes inside it stops the run like any other limit."""
+        try:
+            return self.client.complete(messages, self._schemas, decision.mode, max_tokens=allowance,
+                                        budget=attempts)
+        except DeadlineError as exc:
+            raise BudgetExhausted("time", f"time limit reached during a model call ({self.budget.elapsed:.0f}s "
+                                          f"of {self.budget.limits.max_seconds:.0f}s): {exc.message}") from None
 
     def _account(self, messages: list[dict[str, Any]], decision: Decision, completion: Completion) -> None:
         """The API's counts, the cache a compaction cost, the charge, the response event and the turn line."""
@@ -314,4 +322,7 @@ class _AttemptBudget:
     def next_allowance(self) -> int:
         loop = self.loop
         return loop.budget.allow_call(self.prompt, min(loop.max_output, loop.context_limit - self.prompt))
+
+    def seconds_left(self) -> float | None:
+        return self.loop.budget.seconds_left()
 

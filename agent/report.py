@@ -45,7 +45,11 @@ def spend(budget: Budget, outcome: LoopOutcome) -> dict[str, Any]:
 def build_report(*, task: Task, outcome: LoopOutcome, worktree: Worktree, commit: str | None, patch: str,
                  budget: Budget, baseline: TestRun | None, final: TestRun | None, run_dir: Path,
                  sandbox_kind: str, notes: list[str], elapsed: float,
-                 sandbox_isolation: str | None = None) -> dict[str, Any]:
+                 sandbox_isolation: str | None = None, targets: list[str] | None = None,
+                 verdict: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`targets`: what the verdict judged, when not the task's own (an accepted reproduction); `verdict`:
+    its kind (`given`, `reproduction`, `none`) and, for a reproduction, its tests and outputs."""
+    targets = task.targets if targets is None else targets
     return {
         "status": outcome.status,
         "stop_reason": outcome.stop_reason,
@@ -58,8 +62,9 @@ def build_report(*, task: Task, outcome: LoopOutcome, worktree: Worktree, commit
         "max_reasoning_cost": {k: round(v, 6) for k, v in outcome.max_reasoning_cost.items()},
         "compactions": outcome.compactions,
         "compaction_cache_loss_tokens": outcome.compaction_cache_loss,
-        "tests": {"target": task.targets, "before": _tests(baseline, task.targets),
-                  "after": _tests(final, task.targets)},
+        "tests": {"target": targets, "before": _tests(baseline, targets),
+                  "after": _tests(final, targets)},
+        "verdict": verdict or {"kind": "given" if targets else "none", "tests": targets},
         "sandbox": sandbox_kind,
         "sandbox_isolation": sandbox_isolation or sandbox_kind,
         "elapsed_seconds": round(elapsed, 2),

@@ -6,7 +6,9 @@ move between this runner and the official harness. As SWE-bench stores them,
 FAIL_TO_PASS and PASS_TO_PASS are JSON-encoded lists of test ids; both encoded
 and plain lists are accepted on read. `environment_setup` is our extension: where
 the source comes from (a PyPI sdist or a local git mirror), the Python version,
-setup commands and the test command.
+setup commands and the test command. `issue_statement`, `reproduction_patch` and
+REPRO_TESTS (JSON-encoded like FAIL_TO_PASS) are our extension for tasks that name
+no test (evals/reproductions.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-LIST_FIELDS = ("FAIL_TO_PASS", "PASS_TO_PASS")
+LIST_FIELDS = ("FAIL_TO_PASS", "PASS_TO_PASS", "REPRO_TESTS")
 
 
 @dataclass
@@ -53,6 +55,12 @@ class Instance:
     environment_setup: EnvironmentSetup = field(default_factory=EnvironmentSetup)
     hints_text: str = ""
     created_at: str = ""
+    # Description-only mode (issue 16): the issue as a user files it, naming no test; a diff that only adds
+    # tests (fail at base_commit, pass with the gold patch); the node ids it adds. Checked by
+    # evals.check_reproductions; empty for instances that have none.
+    issue_statement: str = ""
+    reproduction_patch: str = ""
+    REPRO_TESTS: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Instance:
@@ -76,18 +84,32 @@ class Instance:
         return patch_files(self.patch)
 
     @property
+    def description(self) -> str:
+        """The task as an issue states it, naming no test (the problem statement when there is none)."""
+        return self.issue_statement or self.problem_statement
+
+    def reproduction(self) -> tuple[str, list[str]]:
+        """(patch, test ids) the oracle replays as its reproduction: the instance's own, else its test patch."""
+        if self.reproduction_patch.strip():
+            return self.reproduction_patch, list(self.REPRO_TESTS or self.FAIL_TO_PASS)
+        return self.test_patch, list(self.FAIL_TO_PASS)
+
+    @property
     def hidden_tests(self) -> bool:
         """True when the failing tests only exist once test_patch is applied (SWE-bench proper)."""
         return bool(self.test_patch.strip())
 
 
-def patch_files(patch: str) -> list[str]:
-    """Head-side paths the patch changes, in order (deletions left out), by the agent's one diff parser."""
+def patch_files(patch: str, deleted: bool = False) -> list[str]:
+    """Head-side paths the patch changes, in order (deletions left out unless `deleted`), by the agent's
+    one diff parser."""
     from agent.diffs import parse_diff
 
+    if not patch.strip():
+        return []
     files: list[str] = []
     for item in parse_diff(patch):
-        if item.status != "deleted" and item.path not in files:
+        if (deleted or item.status != "deleted") and item.path not in files:
             files.append(item.path)
     return files
 

@@ -129,10 +129,13 @@ def materialize(inst: Instance, dest: Path, cache: Path | None = None) -> Path:
     return Path(dest)
 
 
-def apply_patch(root: Path, patch: str) -> bool:
-    """Apply a unified diff to the working tree; False when it does not apply."""
+def apply_patch(root: Path, patch: str, *, include: list[str] | None = None,
+                exclude: list[str] | None = None) -> bool:
+    """Apply a unified diff (only the files `include` names, none `exclude` names) to the working tree;
+    False when it does not apply."""
     if not patch.strip():
         return True
-    proc = subprocess.run(["git", "-C", str(root), "apply", "--whitespace=nowarn", "-"], input=patch, text=True,
+    only = [f"--include={p}" for p in include or []] + [f"--exclude={p}" for p in exclude or []]
+    proc = subprocess.run(["git", "-C", str(root), "apply", "--whitespace=nowarn", *only, "-"], input=patch, text=True,
                           capture_output=True, env={**os.environ, **GIT_ENV})
     return proc.returncode == 0

@@ -6,6 +6,10 @@ runs on real repositories without a real model: search for the function, view
 it, one `edit` per hunk (the hunk's removed lines, widened with context until
 they are unique in the file as it is then), run_tests, finish. What is left to
 measure is the agent's own overhead and the harness, not the model.
+
+For a description-only task (no test ids: the agent starts in its reproduction phase) the oracle
+first replays the instance's reproduction (its test files created, its test functions inserted)
+and asks the harness to accept it with `reproduce`, then replays the gold patch.
 """
 
 from __future__ import annotations
@@ -62,9 +66,41 @@ def enclosing_function(source: str, line: int) -> str | None:
     return best[1] if best else None
 
 
-def plan_turns(patch: str, root: Path, summary: str = "Applied the fix.") -> list[dict[str, Any]]:
-    """The tool calls that replay `patch` on the repository at `root`, one call per turn."""
+def _added_text(diff: FileDiff) -> str:
+    """The whole content of a file a diff adds."""
+    return "".join(line[1:] + "\n" for hunk in diff.hunks for line in hunk.lines if line[:1] == "+")
+
+
+def plan_reproduction(patch: str, tests: list[str], root: Path) -> list[dict[str, Any]]:
+    """The tool calls that write the reproduction `patch` (new test files, test functions added to existing
+    ones) on the repository at `root`, then ask the harness to check `tests`."""
+    files = parse_patch(patch) if patch.strip() else []
+    if not files or not tests:
+        raise ValueError("a description-only task needs a reproduction: no reproduction_patch or test_patch "
+                         "with test ids to replay")
     turns: list[dict[str, Any]] = []
+    for fp in files:
+        path = root / fp.path
+        if fp.status == "added" or not path.is_file():
+            turns.append({"reasoning": f"Reproduce the issue in a new test file {fp.path}.", "tool_calls": [
+                {"name": "create", "arguments": {"path": fp.path, "content": _added_text(fp)}}]})
+            continue
+        text = path.read_text(encoding="utf-8")
+        for hunk in fp.hunks:
+            old, new = edit_for(hunk, text)
+            text = text.replace(old, new, 1)
+            turns.append({"reasoning": f"Add a test that reproduces the issue to {fp.path}.", "tool_calls": [
+                {"name": "edit", "arguments": {"path": fp.path, "old": old, "new": new}}]})
+    turns.append({"reasoning": "Have the harness check that the new tests fail on the unchanged code.",
+                  "tool_calls": [{"name": "reproduce", "arguments": {"tests": list(tests)}}]})
+    return turns
+
+
+def plan_turns(patch: str, root: Path, summary: str = "Applied the fix.",
+               reproduction: tuple[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """The tool calls that replay `patch` on the repository at `root`, one call per turn; with a
+    `reproduction` (patch, test ids), that reproduction first (a description-only task)."""
+    turns: list[dict[str, Any]] = plan_reproduction(*reproduction, root) if reproduction else []
     files = parse_patch(patch)
     if not files:
         raise ValueError("the gold patch has no hunks")
@@ -115,6 +151,8 @@ class OracleResponder:
             "summary": "The oracle has no more steps."}}]}
 
 
-def oracle_server(patch: str, root: Path, api_key: str = ORACLE_KEY) -> FakeGLM:
-    """A FakeGLM (not started) that plays the oracle for this patch on this repository."""
-    return FakeGLM(turns=OracleResponder(plan_turns(patch, root)), api_key=api_key)
+def oracle_server(patch: str, root: Path, api_key: str = ORACLE_KEY,
+                  reproduction: tuple[str, list[str]] | None = None) -> FakeGLM:
+    """A FakeGLM (not started) that plays the oracle for this patch on this repository (reproducing first
+    when given a reproduction)."""
+    return FakeGLM(turns=OracleResponder(plan_turns(patch, root, reproduction=reproduction)), api_key=api_key)

@@ -9,6 +9,7 @@ through the agent's tools); with it, a real endpoint (GLM_API_KEY).
 
     python -m evals.run [--instances FILE] [--ids ID ...] [--workers N] [--sandbox docker|local]
                         [--base-url URL] [--model NAME] [--out DIR] [--executor local|ray]
+                        [--task tests|description]
 """
 
 from __future__ import annotations
@@ -112,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--executor", choices=("local", "ray"), default="local")
     ap.add_argument("--ray-address", default=None, help="join a Ray cluster (with --executor ray)")
     ap.add_argument("--keep", action="store_true", help="keep per-instance repos and grading checkouts")
+    ap.add_argument("--task", choices=("tests", "description"), default="tests",
+                    help="tests: FAIL_TO_PASS are the targets; description: the issue text alone (issue_statement, "
+                         "else problem_statement), the agent reproduces first, and resolved also needs a branch test "
+                         "that fails on the base commit and passes on the branch")
     ap.add_argument("--agent-arg", action="append", default=[],
                     help="extra `agent fix` argument, e.g. --agent-arg=--max-turns=20 (repeatable)")
     args = ap.parse_args(argv)
@@ -126,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = args.out or Path(tempfile.mkdtemp(prefix="evals-run-"))
     config = RunConfig(work=str(out / "work"), sandbox=args.sandbox, base_url=args.base_url, model=args.model,
-                       extra_args=list(args.agent_arg), keep=args.keep)
+                       extra_args=list(args.agent_arg), keep=args.keep, task=args.task)
     started = time.monotonic()
     outcome = run_set(instances, config, out, args.workers, args.executor, args.ray_address, console)
     console.print(instance_table(outcome["results"]))

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from evals.instances import Instance
+from evals.instances import Instance, patch_files
 from evals.materialize import apply_patch, materialize
 from evals.oracle import ORACLE_KEY, ORACLE_MODEL_NAME, oracle_server
 
@@ -43,6 +43,7 @@ class RunConfig:
     extra_args: list[str] = field(default_factory=list)  # more `agent fix` flags (e.g. --max-turns 20)
     localization_tokens: tuple[int, ...] = LOCALIZATION_TOKENS
     keep: bool = False                        # keep the per-instance work directory
+    task: str = "tests"                       # tests: FAIL_TO_PASS as targets | description: the issue text only
 
     @property
     def model_name(self) -> str:
@@ -67,11 +68,19 @@ def write_agent_toml(repo: Path, inst: Instance) -> None:
                 handle.write("\n/.agent.toml\n")
 
 
+def describes(inst: Instance, config: RunConfig) -> bool:
+    """Does the agent get no test ids (and so start by reproducing)? In description mode, or when the tests
+    exist only in the hidden test patch."""
+    return config.task == "description" or inst.hidden_tests
+
+
 def fix_command(inst: Instance, repo: Path, base_url: str, config: RunConfig) -> list[str]:
-    """`agent fix` as a user would type it; the targets are FAIL_TO_PASS unless the tests are hidden."""
-    argv = [sys.executable, "-m", "agent.cli", "fix", inst.problem_statement, "--repo", str(repo),
+    """`agent fix` as a user would type it; the targets are FAIL_TO_PASS unless the tests are hidden, and
+    in description mode the task is the issue text alone."""
+    text = inst.description if config.task == "description" else inst.problem_statement
+    argv = [sys.executable, "-m", "agent.cli", "fix", text, "--repo", str(repo),
             "--base-url", base_url, "--sandbox", config.sandbox, "--json"]
-    if not inst.hidden_tests:
+    if not describes(inst, config):
         for test in inst.FAIL_TO_PASS:
             argv += ["--test", test]
     if config.model and config.base_url is not None:
@@ -91,7 +100,7 @@ def run_agent(inst: Instance, repo: Path, inst_dir: Path, config: RunConfig) -> 
     """(report or None, exit code, wall seconds) of one `agent fix` process."""
     log = inst_dir / "agent.log"
     if config.base_url is None:
-        server = oracle_server(inst.patch, repo)
+        server = oracle_server(inst.patch, repo, reproduction=inst.reproduction() if describes(inst, config) else None)
         key = ORACLE_KEY
     else:
         server = None
@@ -135,17 +144,21 @@ def make_sandbox(kind: str, root: Path, inst: Instance, log: Any = lambda line: 
     return product_sandbox(settings, root, log=log)
 
 
-def grade_tree(root: Path, inst: Instance, kind: str, timeout: float) -> dict[str, Any]:
-    """Run FAIL_TO_PASS + PASS_TO_PASS in a sandbox on `root` as it is; per-test outcome and verdict."""
+def run_tests(root: Path, inst: Instance, kind: str, tests: list[str], timeout: float) -> Any:
+    """The TestRun of `tests` in a sandbox on `root` as it is."""
     from sandbox.pytest_runs import run_pytest
 
-    tests = list(dict.fromkeys(inst.FAIL_TO_PASS + inst.PASS_TO_PASS))
     sandbox = make_sandbox(kind, root, inst)
     try:
         sandbox.start()
-        run = run_pytest(sandbox, tests, shlex.split(inst.environment_setup.test_command), timeout)
+        return run_pytest(sandbox, tests, shlex.split(inst.environment_setup.test_command), timeout)
     finally:
         sandbox.stop()
+
+
+def grade_tree(root: Path, inst: Instance, kind: str, timeout: float) -> dict[str, Any]:
+    """Run FAIL_TO_PASS + PASS_TO_PASS in a sandbox on `root` as it is; per-test outcome and verdict."""
+    run = run_tests(root, inst, kind, list(dict.fromkeys(inst.FAIL_TO_PASS + inst.PASS_TO_PASS)), timeout)
     f2p = {t: run.passed(t) for t in inst.FAIL_TO_PASS}
     p2p = {t: run.passed(t) for t in inst.PASS_TO_PASS}
     return {"FAIL_TO_PASS": f2p, "PASS_TO_PASS": p2p, "resolved": bool(f2p) and all(f2p.values())
@@ -157,10 +170,41 @@ def grade(inst: Instance, model_patch: str, grade_dir: Path, config: RunConfig) 
     repo = materialize(inst, grade_dir, _cache(config))
     if not apply_patch(repo, model_patch):
         return {"resolved": False, "patch_applies": False, "FAIL_TO_PASS": {}, "PASS_TO_PASS": {}}
+    for path in patch_files(inst.test_patch, deleted=True):  # as SWE-bench: the test patch's files as at base
+        if subprocess.run(["git", "-C", str(repo), "checkout", "-q", "HEAD", "--", path],
+                          capture_output=True).returncode != 0:
+            (repo / path).unlink(missing_ok=True)
     if not apply_patch(repo, inst.test_patch):
         return {"resolved": False, "patch_applies": True, "test_patch_applies": False,
                 "FAIL_TO_PASS": {}, "PASS_TO_PASS": {}}
     return {"patch_applies": True, **grade_tree(repo, inst, config.sandbox, config.test_timeout)}
+
+
+def grade_reproduction(inst: Instance, model_patch: str, grade_dir: Path, config: RunConfig) -> dict[str, Any]:
+    """Independently of the agent's report: the tests the branch adds (test functions new to the base
+    commit), run on the base code with only the branch's test files, then with the whole branch. `ok`:
+    at least one of them fails (not errors) on the base code and passes on the branch."""
+    from agent.reproduction_phase import defined_tests, is_reproduction_file
+
+    repo = materialize(inst, grade_dir, _cache(config))
+    files = [f for f in patch_files(model_patch) if is_reproduction_file(f)]
+    base = {f: (repo / f).read_text(encoding="utf-8") if (repo / f).is_file() else "" for f in files}
+    if not files or not apply_patch(repo, model_patch, include=files):
+        return {"ok": False, "why": "the branch adds no test file or test function", "tests": []}
+    tests = sorted(f"{f}::{name}" for f in files
+                   for name in defined_tests((repo / f).read_text(encoding="utf-8")) - defined_tests(base[f]))
+    if not tests:
+        return {"ok": False, "why": "the branch adds no test function", "tests": []}
+    before = run_tests(repo, inst, config.sandbox, tests, config.test_timeout)
+    if not apply_patch(repo, model_patch, exclude=files):
+        return {"ok": False, "why": "the branch's source changes do not apply", "tests": tests}
+    after = run_tests(repo, inst, config.sandbox, tests, config.test_timeout)
+    failing = [t for t in tests if "failed" in before.matching(t).values()
+               and "error" not in before.matching(t).values()]
+    passing = [t for t in tests if after.passed(t)]
+    ok = any(t in passing for t in failing)
+    return {"ok": ok, "tests": tests, "fail_at_base": failing, "pass_on_branch": passing,
+            "why": "" if ok else "no added test fails on the base commit and passes on the branch"}
 
 
 # --- measurements from the trajectory -----------------------------------------------------------
@@ -273,11 +317,16 @@ def run_instance(instance: dict[str, Any], config: dict[str, Any]) -> dict[str, 
             result["localization"] = localization(repo, inst, reproduction_output(events), cfg.localization_tokens)
         result["grade"] = grade(inst, result["model_patch"], inst_dir / "grade", cfg)
         result["resolved"] = bool(result["grade"].get("resolved"))
+        if cfg.task == "description":  # resolved also needs a reproduction, checked here, not taken from the report
+            result["task"] = "description"
+            result["verdict"] = (report or {}).get("verdict")
+            result["reproduction_grade"] = grade_reproduction(inst, result["model_patch"], inst_dir / "repro", cfg)
+            result["resolved"] = result["resolved"] and result["reproduction_grade"]["ok"]
     except Exception as exc:  # noqa: BLE001 - one broken instance must not end the run
         result["error"] = f"{type(exc).__name__}: {exc}"
     result["wall_seconds"] = round(time.monotonic() - started, 3)
     if not cfg.keep:
-        for sub in ("repo", "grade"):
+        for sub in ("repo", "grade", "repro"):
             shutil.rmtree(inst_dir / sub, ignore_errors=True)
     return result
 

@@ -6,7 +6,7 @@ import sys
 from typing import Any
 
 import typer
-from typer.core import TyperCommand
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from sandbox.base import SandboxError
 from sandbox.releases import RELEASES
@@ -17,21 +17,40 @@ sandbox_app = typer.Typer(help="Manage the Docker sandbox: base image and stray 
                           no_args_is_help=True)
 
 
-class _Command(TyperCommand):
-    """--help listed without a `<bool>` placeholder (a flag takes no value)."""
+def _plain_help_option(option: Any) -> Any:
+    if option is not None:
+        option.metavar = ""  # --help takes no value: no `<bool>` placeholder
+    return option
+
+
+class PlainHelpCommand(TyperCommand):
+    """Help without type placeholders: --help takes no value, an argument's metavar says what it is.
+
+    The one command class of every CLI here (`agent ...` uses it too; sandbox imports nothing of agent).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, TyperArgument) and param.metavar:
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
 
     def get_help_option(self, ctx: typer.Context) -> Any:
-        option = super().get_help_option(ctx)
-        if option is not None:
-            option.metavar = ""
-        return option
+        return _plain_help_option(super().get_help_option(ctx))
+
+
+class PlainHelpGroup(TyperGroup):
+    """The group counterpart of PlainHelpCommand."""
+
+    def get_help_option(self, ctx: typer.Context) -> Any:
+        return _plain_help_option(super().get_help_option(ctx))
 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-@sandbox_app.command("build-base", cls=_Command)
+@sandbox_app.command("build-base", cls=PlainHelpCommand)
 def build_base_cmd(
     python: str = typer.Option("3.11", metavar="VERSION", help=f"Python of the image: {', '.join(RELEASES)}."),
 ) -> None:

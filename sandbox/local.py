@@ -208,6 +208,12 @@ class LocalSandbox(Sandbox):
             env["PATH"] = str(self.venv / "bin") + os.pathsep + env.get("PATH", "")
         if self.isolated:
             env["TMPDIR"] = "/tmp"  # the private tmpfs; the host's TMPDIR is read-only inside
+            # The real home is read-only inside: tests and tools that write caches or dotfiles
+            # under ~ get the private /tmp (as in Docker); user-site packages stay importable.
+            user_base = Path(env.get("HOME") or Path.home()) / ".local"
+            if (user_base / "lib").is_dir():
+                env["PYTHONUSERBASE"] = str(user_base)
+            env["HOME"] = "/tmp"
         env.update(self.extra_env)
         return env
 

@@ -77,9 +77,70 @@ def test_issue_with_the_trigger_becomes_a_pull_request(site, agent_env):
     assert pull["body"]["body"].startswith("Fixes #7")
     (note,) = fake.issue_comments[7]
     pr_url = outcome["pull_request"]
-    for text in (pr_url, "resolved", "Tests", f"`{TARGET}` passed", "Turns", "cached", "¥", "$"):
+    for text in (pr_url, "resolved", "Tests", f"`{TARGET}` passed", "Turns", "cached", "¥", "$",
+                 f"**given**: the failing tests named in the request (`{TARGET}`)"):
         assert text in note["body"], text
     assert git(site["workspace"], "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+
+
+def test_issue_naming_no_test_opens_a_pull_request_that_shows_the_reproduction(site, agent_env):
+    """No test id in the issue: the run reproduces first, and the PR body and comment say so, with the
+    reproduction failing on the base commit and passing on the branch, in pytest's words."""
+    from tests.test_reproduction_phase import FIX, REPRO, REPRO_FILE, call, create, reproduce
+
+    body = "/agent\n\nApplying a 10% discount to 200 leaves nothing: it should leave 180."
+    event = {"action": "opened", "issue": issue_payload(9, body), "repository": REPOSITORY, "sender": user("alice")}
+    turns = [create(), reproduce(REPRO), FIX, call("run_tests")]
+    with FakeGitHub(origin=site["origin"]) as fake, FakeGLM(turns=turns, api_key=TEST_KEY) as glm:
+        fake.add_issue(9, event["issue"]["title"], body)
+        result = run_action(site, agent_env, fake, glm, "issues", event)
+    assert result.code == 0, result.stderr
+    assert "targets: none" in result.stderr
+    outcome = json.loads(result.stdout)
+    branch = outcome["report"]["branch"]
+    assert REPRO_FILE in git(site["origin"], "ls-tree", "-r", "--name-only", branch)
+    (pull,) = fake.calls("POST", r"/pulls$")
+    text = pull["body"]["body"]
+    assert "**reproduction**: tests written by the agent" in text and f"`{REPRO}`" in text
+    before, after = text.split("**Before** (base commit):")[1].split("**After** (this branch):")
+    assert "assert 0.0 == 180.0" in before and "FAILED" in before
+    assert f"`{REPRO}` passed" in after and f"{REPRO} PASSED" in after
+    (note,) = fake.issue_comments[9]
+    assert "**reproduction**" in note["body"]
+
+
+def test_a_run_without_reproduction_says_its_verdict_is_none(site, agent_env):
+    body = "/agent\n\nDiscounts are wrong."
+    event = {"action": "opened", "issue": issue_payload(11, body), "repository": REPOSITORY, "sender": user("alice")}
+    from tests.test_reproduction_phase import FINISH, FIX
+
+    with FakeGitHub(origin=site["origin"]) as fake, FakeGLM(turns=[FIX, FINISH, FINISH, FINISH],
+                                                            api_key=TEST_KEY) as glm:
+        fake.add_issue(11, event["issue"]["title"], body)
+        result = run_action(site, agent_env, fake, glm, "issues", event)
+    assert result.code == 1, result.stderr
+    (note,) = fake.issue_comments[11]
+    assert "no reproduction accepted" in note["body"] and "**none**: no failing test was named" in note["body"]
+    assert fake.calls("POST", r"/pulls$") == []
+
+
+def test_a_run_that_cannot_reproduce_pushes_its_attempted_test_but_opens_no_pull_request(site, agent_env):
+    body = "/agent\n\nDiscounts are wrong."
+    event = {"action": "opened", "issue": issue_payload(12, body), "repository": REPOSITORY, "sender": user("alice")}
+    from tests.test_reproduction_phase import REPRO, REPRO_FILE, REPRO_TEXT, call, create, reproduce
+
+    passing = REPRO_TEXT.replace("== 180.0", "> 0 or True")
+    turns = [create(passing), reproduce(REPRO)] + [call("view", path="shop/cart.py")] * 10
+    with FakeGitHub(origin=site["origin"]) as fake, FakeGLM(turns=turns, api_key=TEST_KEY) as glm:
+        fake.add_issue(12, event["issue"]["title"], body)
+        result = run_action(site, agent_env, fake, glm, "issues", event, AGENT_MAX_TURNS="8")
+    assert result.code == 1, result.stderr
+    assert json.loads(result.stdout)["outcome"] == "no_reproduction"
+    (note,) = fake.issue_comments[12]
+    branch = next(b for b in origin_branches(site["origin"]) if b != "main")
+    assert f"branch `{branch}`" in note["body"] and "no pull request was opened" in note["body"]
+    assert fake.calls("POST", r"/pulls$") == []
+    assert git(site["origin"], "show", f"{branch}:{REPRO_FILE}") == passing  # the attempt, for a person to finish
 
 
 def test_failed_run_comments_why_and_what_it_cost_and_opens_nothing(site, agent_env):

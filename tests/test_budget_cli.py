@@ -182,6 +182,22 @@ def test_max_seconds_bounds_a_slow_test_run_and_the_run(sample_repo, agent_env):
     assert elapsed < 10 + 8, elapsed  # the limit, plus process start-up and the commit
 
 
+def test_max_seconds_cuts_a_model_call_in_flight(sample_repo, agent_env):
+    """A slow stream (each frame well within the 300 s idle timeout; 300 s in all) is cut at the run's limit."""
+    turn = {"content": "a slow trickle of words " * 400, "frame_delay": 0.25}
+    with FakeGLM(turns=[turn], api_key=TEST_KEY) as server:
+        result = run_cli(fix_args(sample_repo, server, "--max-seconds", "25"), agent_env)
+        billed = server.billed
+    assert result.code == 1, result.stderr
+    assert result.report["status"] == "budget_exhausted"
+    assert result.report["stop_reason"].startswith("budget_time"), result.report["stop_reason"]
+    assert "during a model call" in result.report["stop_reason"]
+    assert events(result.report, "request")  # the call was in flight when the limit passed
+    assert events(result.report, "stop")[0]["t"] < 25 + 3  # cut there, not after the stream's 300 s
+    assert billed[-1]["sent"] < billed[-1]["frames"]  # the client hung up mid-stream
+    assert result.report["cost"]["usd"] > 0  # the cut attempt is charged as its worst case
+
+
 # ---- 7. a stream past its max_tokens is cut off ----------------------------------------------------
 
 def test_client_stops_reading_a_stream_past_max_tokens(sample_repo, agent_env):

@@ -186,18 +186,25 @@ def test_bad_arguments_misses_and_escapes_become_observations(sample_repo, agent
     assert "tests/test_cart.py" not in result.report["patch"]
 
 
-def test_free_text_task_without_targets_needs_a_change_and_no_regressions(sample_repo, agent_env):
+def test_free_text_task_is_judged_by_the_reproduction_it_starts_with(sample_repo, agent_env):
+    """Issue 16: a task without targets no longer resolves on "changed something, broke nothing"."""
     finish = {"tool_calls": [{"name": "finish", "arguments": {"summary": "done"}}]}
+    test = 'from shop.money import fmt\n\n\ndef test_thousands():\n    assert fmt(1234.5) == "1,234.50"\n'
+    write = {"tool_calls": [{"name": "create", "arguments": {"path": "tests/test_money_thousands.py",
+                                                           "content": test}}]}
+    check = {"tool_calls": [{"name": "reproduce", "arguments": {"tests": [
+        "tests/test_money_thousands.py::test_thousands"]}}]}
     fmt = {"tool_calls": [{"name": "edit", "arguments": {"path": "shop/money.py", "old": 'return f"{amount:.2f}"',
                                                          "new": 'return f"{amount:,.2f}"'}}]}
-    with FakeGLM(turns=[finish, fmt, finish], api_key=TEST_KEY) as server:
+    with FakeGLM(turns=[finish, write, check, fmt, finish], api_key=TEST_KEY) as server:
         result = run_cli(fix_args(sample_repo, server, task="format amounts with thousands separators"), agent_env)
         second_prompt = json.dumps(server.requests[1]["messages"])
     assert result.code == 0, result.stderr
     report = result.report
-    assert "no change was made" in second_prompt
-    assert report["status"] == "resolved" and report["tests"]["target"] == []
-    assert report["tests"]["before"]["counts"] == {"failed": 1, "passed": 3}  # the whole suite is the baseline
+    assert "no accepted reproduction yet" in second_prompt
+    assert report["status"] == "resolved"
+    assert report["tests"]["target"] == ["tests/test_money_thousands.py::test_thousands"]
+    assert report["verdict"]["kind"] == "reproduction"
     assert report["branch"] == "agent/format-amounts-with-thousands-separators"
 
 

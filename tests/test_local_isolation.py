@@ -151,3 +151,14 @@ def test_without_bubblewrap_the_run_is_unisolated_and_says_so(layout, tmp_path, 
                              "bwrap: No permissions to creating new namespace)")
     done = box.exec(["sh", "-c", "cat .git"], timeout=10)
     assert done.exit_code == 0 and done.stdout.startswith("gitdir:")  # still runs, unisolated
+
+
+@needs_bwrap
+def test_code_under_test_gets_a_writable_home_that_is_not_the_users(layout):
+    """Many test suites write caches under ~: they work, and nothing lands in the user's home."""
+    script = ("mkdir -p ~/.cache/tool && echo cached > ~/.cache/tool/x && cat ~/.cache/tool/x && "
+              "test ! -e ~/.git-credentials && echo no-credentials")
+    done = run_in(layout, script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["cached", "no-credentials"]
+    assert not (layout["home"] / ".cache").exists()

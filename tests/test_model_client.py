@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import pytest
 
@@ -15,6 +16,7 @@ from agent.model.errors import (
     ConnectionFailedError,
     ContentFilterError,
     ContextOverflowError,
+    DeadlineError,
     IncompleteStreamError,
     ModelError,
     ModelNotFoundError,
@@ -25,7 +27,7 @@ from agent.model.errors import (
     StreamError,
 )
 from agent.model.pricing import cost_of
-from agent.model.types import ToolCall, Usage
+from agent.model.types import AttemptCost, ToolCall, Usage
 from evals.fake_glm import FakeGLM, canonical_text, effective_effort
 from evals.fake_glm.cache import common_prefix_len
 
@@ -509,3 +511,38 @@ def test_second_request_with_same_prefix_reports_cached_tokens(h):
     assert second.usage.cached_tokens >= srv.count_tokens(a) - 2  # the whole first prompt is reused
     unpriced = Usage(second.usage.prompt_tokens, 0, second.usage.completion_tokens)
     assert second.extra["cost"]["usd"] < cost_of(unpriced, load_settings(env={}).prices())["usd"]
+
+
+# ---- the run's time limit bounds a call in flight ---------------------------------------------------
+
+
+class _Clock:
+    """An attempt budget with a wall-clock limit; records what it was charged."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.charged: list[AttemptCost] = []
+
+    def failed(self, cost: AttemptCost) -> None:
+        self.charged.append(cost)
+
+    def next_allowance(self) -> int:
+        return 256
+
+    def seconds_left(self) -> float:
+        return max(self.deadline - time.monotonic(), 0.0)
+
+
+@pytest.mark.parametrize("turn", [
+    {"content": "still thinking", "delay": 30},  # no byte for far longer than the limit
+    {"content": "a slow trickle " * 300, "frame_delay": 0.2},  # every frame well within the idle timeout
+], ids=["slow-first-byte", "trickle"])
+def test_a_call_in_flight_stops_at_the_run_deadline_and_is_charged(h, turn):
+    srv = h.server([turn])
+    client = h.client(srv)
+    clock = _Clock(1.5)
+    started = time.monotonic()
+    with pytest.raises(DeadlineError):
+        client.complete(MESSAGES, TOOLS, "high", max_tokens=256, budget=clock)
+    assert time.monotonic() - started < 3.0  # not the 300 s idle timeout, nor the whole stream
+    assert [c.output for c in clock.charged] == [256]  # once, at its worst case; never retried

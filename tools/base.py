@@ -62,6 +62,11 @@ class ToolContext:
     test_timeout: float = 300.0
     scope_fence: list[str] = field(default_factory=list)  # repo-relative dirs; empty = no fence
     protected_paths: Callable[[str], bool] | None = None  # True for test files edits must not touch
+    # The harness's own rule for a write, when it has one (a task's reproduction phase): given the path and,
+    # when known, the file's whole new text, a refusal to show the model, or None. It replaces protected_paths.
+    write_guard: Callable[[str, str | None], str | None] | None = None
+    # The harness's check of a reproduction (`reproduce`): (test ids, reopen) -> what the model reads back.
+    reproduction: Callable[[list[str], bool], Observation] | None = None
     allow_test_edits: bool = False
     index: Any = None  # the structural-summary index (outline), passed in by the loop
     touched: set[str] = field(default_factory=set)  # repo-relative paths viewed/edited, for policy
@@ -146,12 +151,19 @@ def resolve_path(ctx: ToolContext, path: str, *, must_exist: bool = True) -> Pat
     return full
 
 
-def check_writable(ctx: ToolContext, rel: str) -> None:
-    """Refuse writes to git metadata, protected test files, and paths outside the scope fence."""
+def check_writable(ctx: ToolContext, rel: str, content: str | None = None) -> None:
+    """Refuse writes to git metadata, protected test files, and paths outside the scope fence.
+
+    `content` (the file's whole new text) is given once a tool knows it, for the harness's write guard.
+    """
     parts = Path(rel).parts
     if ".git" in parts:
         raise ToolRefused(f"{rel}: git metadata is not editable")
-    if ctx.protected_paths is not None and not ctx.allow_test_edits and ctx.protected_paths(rel):
+    if ctx.write_guard is not None:
+        reason = ctx.write_guard(rel, content)
+        if reason:
+            raise ToolRefused(reason)
+    elif ctx.protected_paths is not None and not ctx.allow_test_edits and ctx.protected_paths(rel):
         raise ToolRefused(refusal("protected", path=rel))
     if ctx.scope_fence and not in_scope(ctx, rel):
         fence = ", ".join(ctx.scope_fence)

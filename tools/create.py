@@ -27,7 +27,7 @@ class Create(Tool):
         rel = relative(ctx, full)
         if full.exists() or full.is_symlink():
             raise ToolRefused(f"{rel} already exists; use edit to change it")
-        check_writable(ctx, rel)
+        check_writable(ctx, rel, args.content)
         parent = full.parent
         if parent.exists() and not parent.is_dir():
             raise ToolRefused(f"{relative(ctx, parent)} is a file, not a directory")

@@ -126,6 +126,7 @@ class Edit(Tool):
             )
         at = found[0]
         updated = text[:at] + new + text[at + len(old):]
+        check_writable(ctx, rel, updated)
         full.write_bytes(updated.encode("utf-8"))
         first = line_of(updated, at) - 1
         last = first + max(new.count("\n") - (1 if new.endswith("\n") else 0), 0)

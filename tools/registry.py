@@ -8,15 +8,18 @@ from tools.create import Create
 from tools.edit import Edit
 from tools.finish import Finish
 from tools.outline import Outline
+from tools.reproduce import Reproduce
 from tools.run import Run
 from tools.run_tests import RunTests
 from tools.search import Search
 from tools.view import View
 
 
-def fix_tools(shell: bool = False) -> list[Tool]:
-    """`shell`: offer `run`, for a sandbox that isolates (no network, the worktree the only writable place)."""
-    return [Search(), View(), Outline(), Edit(), Create(), RunTests(), *([Run()] if shell else []), Finish()]
+def fix_tools(shell: bool = False, reproduce: bool = False) -> list[Tool]:
+    """`shell`: offer `run`, for a sandbox that isolates (no network, the worktree the only writable place);
+    `reproduce`: offer `reproduce`, for a task that names no failing test (its reproduction phase)."""
+    return [Search(), View(), Outline(), Edit(), Create(), RunTests(), *([Run()] if shell else []),
+            *([Reproduce()] if reproduce else []), Finish()]
 
 
 def review_tools(run_tests: bool = False) -> list[Tool]:

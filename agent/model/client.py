@@ -23,6 +23,7 @@ from agent.model.errors import (
     ConnectionFailedError,
     ContentFilterError,
     ContextOverflowError,
+    DeadlineError,
     IncompleteStreamError,
     ModelError,
     ProtocolError,
@@ -218,11 +219,14 @@ class GLMClient:
         started = time.monotonic()
         while True:
             attempt += 1
+            left = budget.seconds_left() if budget is not None else None
+            deadline = None if left is None else time.monotonic() + left
             request_id = f"{call_id}-{attempt}"
             body = self.build_body(messages, tools, mode, request_id=request_id, tool_stream=tool_stream,
                                    max_tokens=max_tokens)
             try:
-                completion = self._attempt(body, mode, allow_fallback=tool_stream and "tool_stream" in body)
+                completion = self._attempt(body, mode, allow_fallback=tool_stream and "tool_stream" in body,
+                                           deadline=deadline)
             except _RetryWithoutToolStream as resend:
                 tool_stream = False
                 retries.append({"attempt": attempt, "error": "tool arguments not valid JSON", "wait": 0.0})
@@ -249,7 +253,9 @@ class GLMClient:
                          wait)
                 if self._on_retry is not None:
                     self._on_retry(attempt, err, wait)
-                self._sleep(wait)
+                self._sleep(wait if deadline is None else min(wait, max(deadline - time.monotonic(), 0.0)))
+                if budget is not None:
+                    max_tokens = budget.next_allowance()  # the wait spent time: ask again (a time limit stops here)
                 continue
             completion.attempts = attempt
             completion.extra["retries"] = retries
@@ -266,19 +272,32 @@ class GLMClient:
             return min(err.retry_after, max(cap, self.settings.overload_backoff_cap))
         return backoff(attempt, base, cap, self._rng)
 
-    def _attempt(self, body: dict[str, Any], mode: str, *, allow_fallback: bool) -> Completion:
+    def _attempt(self, body: dict[str, Any], mode: str, *, allow_fallback: bool,
+                 deadline: float | None = None) -> Completion:
+        """One HTTP exchange; with a `deadline` (monotonic), no wait or read runs past it."""
         stream = bool(body.get("stream"))
         payload = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        timeout, left = self._http.timeout, float("inf")
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise self._deadline(body, sent=False)
+            timeout = httpx.Timeout(min(self.settings.idle_timeout, left),
+                                    connect=min(self.settings.connect_timeout, left))
         try:
-            with self._http.stream("POST", self.url, content=payload, headers=self._headers(stream)) as resp:
+            with self._http.stream("POST", self.url, content=payload, headers=self._headers(stream),
+                                   timeout=timeout) as resp:
                 if resp.status_code >= 300:
                     text = resp.read().decode("utf-8", errors="replace")
                     raise error_from_response(resp.status_code, text, resp.headers)
                 if stream and "text/event-stream" in resp.headers.get("content-type", ""):
-                    assembled = self._read_stream(resp, int(body["max_tokens"]))
+                    assembled = self._read_stream(resp, int(body["max_tokens"]), deadline)
                 else:
                     assembled = self._read_json(resp)
         except httpx.TimeoutException as exc:
+            connecting = isinstance(exc, httpx.ConnectTimeout)
+            if left < (self.settings.connect_timeout if connecting else self.settings.idle_timeout):
+                raise self._deadline(body, sent=not connecting) from None  # the deadline set this timeout
             phase = "connect" if isinstance(exc, httpx.ConnectTimeout) else "read"
             limit = self.settings.connect_timeout if phase == "connect" else self.settings.idle_timeout
             cls = ConnectionFailedError if phase == "connect" else StreamError
@@ -291,7 +310,13 @@ class GLMClient:
             raise ConnectionFailedError(f"{type(exc).__name__}: {self._redact(str(exc))}") from None
         return self._finish(assembled, body, mode, allow_fallback=allow_fallback)
 
-    def _read_stream(self, resp: httpx.Response, max_tokens: int) -> Assembled:
+    def _deadline(self, body: dict[str, Any], *, sent: bool) -> DeadlineError:
+        """The run's time ran out during an attempt; charged as its worst case once the request went out."""
+        err = DeadlineError("the run's time limit passed during a model call; the client hung up")
+        err.cost = AttemptCost(err.kind, prompt=sent, output=int(body["max_tokens"]) if sent else 0)
+        return err
+
+    def _read_stream(self, resp: httpx.Response, max_tokens: int, deadline: float | None = None) -> Assembled:
         """The assembled stream; stops reading once it has provably passed `max_tokens`.
 
         Every non-empty delta carries at least one generated token, so more deltas than the
@@ -303,6 +328,9 @@ class GLMClient:
                 event = parser.feed_line(line)
                 if event is not None and assembler.feed_event(*event):
                     break
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise DeadlineError(f"the run's time limit passed {assembler.chunks} chunks into a "
+                                        "stream; the client hung up")
                 if assembler.output_deltas > max_tokens:
                     err = ProtocolError(f"the server streamed past max_tokens={max_tokens} "
                                         f"({assembler.output_deltas} deltas); stopped reading")

@@ -151,6 +151,12 @@ class IncompleteStreamError(StreamError):
     kind = "stream ended early"
 
 
+class DeadlineError(ModelError):
+    """The run's time limit passed during a call: the client hung up; never retried."""
+
+    kind = "time limit"
+
+
 class ProtocolError(ModelError):
     """The server answered 200 with something that is not a chat completion."""
 

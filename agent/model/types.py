@@ -111,6 +111,9 @@ class AttemptBudget(Protocol):
     def next_allowance(self) -> int:
         """The output allowance for the next attempt; raises (e.g. BudgetExhausted) to stop."""
 
+    def seconds_left(self) -> float | None:
+        """Wall-clock seconds the run may still spend (None: no limit); bounds each attempt."""
+
 
 class ModelClient(Protocol):
     """The one interface the loop needs from a model."""

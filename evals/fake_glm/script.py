@@ -2,8 +2,9 @@
 
 A turn is a dict: reasoning, content, tool_calls [{name, arguments, id?}],
 finish_reason, fault (in-stream), http_fault, retry_after, retry_after_ms,
-delay. An entry may also be a callable `(request_body) -> turn | None`; the
-whole script may be one such callable. Each request consumes one entry.
+delay (before the answer), frame_delay (between stream frames). An entry
+may also be a callable `(request_body) -> turn | None`; the whole script
+may be one such callable. Each request consumes one entry.
 """
 
 from __future__ import annotations

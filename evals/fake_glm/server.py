@@ -89,8 +89,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _stream(self, frames: Iterable[str], end: str, headers: dict[str, str]) -> int:
-        """Write the frames; returns how many were sent before the end (or the peer hanging up)."""
+    def _stream(self, frames: Iterable[str], end: str, headers: dict[str, str], frame_delay: float = 0.0) -> int:
+        """Write the frames (`frame_delay` seconds apart: a slow generation); returns how many were
+        sent before the end (or the peer hanging up)."""
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream;charset=UTF-8")
         self.send_header("Transfer-Encoding", "chunked")
@@ -103,7 +104,10 @@ class _Handler(BaseHTTPRequestHandler):
             for text in frames:
                 data = text.encode("utf-8")
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
                 sent += 1
+                if frame_delay:
+                    time.sleep(frame_delay)
         except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
             self.close_connection = True  # the client stopped reading
             return sent
@@ -276,7 +280,7 @@ class FakeGLM:
             entry = {"usage": plan.usage, "frames": len(plan.frames), "sent": 0}
             with self._lock:
                 self._billed.append(entry)
-            entry["sent"] = h._stream(plan.frames, plan.end, headers)
+            entry["sent"] = h._stream(plan.frames, plan.end, headers, float(turn.get("frame_delay") or 0.0))
             return
         status, payload_text = _script.plan_body(turn, render)
         try:
