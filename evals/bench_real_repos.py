@@ -204,6 +204,8 @@ def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
         # as of the commit: the test requirements and pytest (no build of the project, whose old build
         # requirements may not build on this Python); then the project editable, keeping what is there
         first = _pip(python, [*reqs, "pytest"], opts, asof=asof)
+        if first.returncode and reqs:  # a requirement this host cannot fetch (a git URL): pytest alone, as of then
+            first = _pip(python, ["pytest"], opts, asof=asof)
         note = "" if first.returncode == 0 else f"as-of-date install failed ({_last_line(first.stderr)}); "
         proc = _pip(python, ["-e", f"{repo}{extras}", *reqs, "pytest"], opts, asof=("", asof[1]))
         if proc.returncode:  # old pins that no longer install: the project and pytest, as a user would retry
