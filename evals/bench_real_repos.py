@@ -48,6 +48,10 @@ SETUPS = {"a": "local, project installed editable in the active venv",
 BOOT = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'agent'; "
         "runpy.run_module('agent.cli', run_name='__main__', alter_sys=True)")
 TEST_NAMES = ("test", "tests", "testing")
+# first release of each Python: a commit older than the running Python gets pytest as of this date when
+# its own does not start
+PYTHON_RELEASED = {(3, 10): "2021-10-04", (3, 11): "2022-10-24", (3, 12): "2023-10-02", (3, 13): "2024-10-07",
+                   (3, 14): "2025-10-07"}
 BUILT = re.compile(r"environment (\S+) built in ([\d.]+) s")
 
 
@@ -213,12 +217,25 @@ def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
             proc = _pip(python, ["-e", str(repo), "pytest"], opts, asof=("", asof[1]))
     if proc.returncode:
         raise RuntimeError(f"pip install -e failed: {_last_line(proc.stderr)}")
+    if not opts.offline and not _pytest_starts(python):
+        # the commit's pytest predates this Python (py's apipkg of 2021 fails on 3.11): the pytest of the
+        # day this Python was released, the oldest a developer could have run these tests with on it
+        released = PYTHON_RELEASED.get(sys.version_info[:2], "")
+        _pip(python, ["--upgrade", "pytest"], opts, asof=(released, asof[1]))
+        note += f"pytest as of the commit does not start on this Python: pytest as of {released or 'today'}; "
     if with_agent:
         proc = _pip(python, ["--no-deps" if opts.offline else "--upgrade-strategy=only-if-needed", "-e",
                              str(opts.agent_src)], opts)
         if proc.returncode:
             raise RuntimeError(f"pip install -e <agent> failed: {_last_line(proc.stderr)}")
     return note
+
+
+def _pytest_starts(python: Path) -> bool:
+    """Whether the venv's pytest runs at all on its interpreter (period pins can predate the Python)."""
+    proc = subprocess.run([str(python), "-m", "pytest", "--version"], capture_output=True, text=True, timeout=120,
+                          env=_clean_env(), cwd=python.parent)
+    return proc.returncode == 0
 
 
 def _clean_env() -> dict[str, str]:
