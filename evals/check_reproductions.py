@@ -124,7 +124,10 @@ def python_for(record: dict[str, Any], work: Path, opts: Options) -> str:
         return sys.executable
     venv = work / "venvs" / record["instance_id"]
     if not (venv / "bin" / "python").exists():
-        seed = work / "seeds" / record["instance_id"]
+        # installed editable from the very path check() materialises each state at: a pkg_resources
+        # namespace package (jaraco) is imported at startup through its -nspkg.pth from the install's
+        # path, whatever PYTHONPATH says, so an install from elsewhere would test unchanged code
+        seed = work / "trees" / record["instance_id"]
         shutil.rmtree(seed, ignore_errors=True)
         materialize(Instance.from_dict(record), seed)
         try:
