@@ -49,6 +49,10 @@ SETUPS = {"a": "local, project installed editable in the active venv",
 BOOT = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'agent'; "
         "runpy.run_module('agent.cli', run_name='__main__', alter_sys=True)")
 TEST_NAMES = ("test", "tests", "testing")
+# first release of each Python: a commit older than the running Python gets pytest as of this date when
+# its own does not start
+PYTHON_RELEASED = {(3, 10): "2021-10-04", (3, 11): "2022-10-24", (3, 12): "2023-10-02", (3, 13): "2024-10-07",
+                   (3, 14): "2025-10-07"}
 BUILT = re.compile(r"environment (\S+) built in ([\d.]+) s")
 
 
@@ -205,26 +209,34 @@ def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
         # as of the commit: the test requirements and pytest (no build of the project, whose old build
         # requirements may not build on this Python); then the project editable, keeping what is there
         first = _pip(python, [*reqs, "pytest"], opts, asof=asof)
-        if first.returncode:  # a pinned requirement of that time that no longer builds here: pytest alone
-            note = f"as-of-date requirements failed ({_last_line(first.stderr)}); "
-            _pip(python, ["pytest"], opts, asof=asof)
+        if first.returncode and reqs:  # a requirement this host cannot fetch (a git URL): pytest alone, as of then
+            first = _pip(python, ["pytest"], opts, asof=asof)
+        note = "" if first.returncode == 0 else f"as-of-date install failed ({_last_line(first.stderr)}); "
         proc = _pip(python, ["-e", f"{repo}{extras}", *reqs, "pytest"], opts, asof=("", asof[1]))
         if proc.returncode:  # old pins that no longer install: the project and pytest, as a user would retry
             note += f"test requirements did not install ({_last_line(proc.stderr)}); "
             proc = _pip(python, ["-e", str(repo), "pytest"], opts, asof=("", asof[1]))
     if proc.returncode:
         raise RuntimeError(f"pip install -e failed: {_last_line(proc.stderr)}")
-    check = subprocess.run([str(python), "-m", "pytest", "--version"], capture_output=True, text=True,
-                           env=_clean_env())
-    if check.returncode and not opts.offline:  # that pytest predates this Python: today's, as a user would
-        note += f"pytest of that date does not start ({_last_line(check.stderr)}): upgraded; "
-        _pip(python, ["-U", "pytest", "py"], opts, asof=("", []))  # py 1.x of that date breaks on 3.11 too
+    if not opts.offline and not _pytest_starts(python):
+        # the commit's pytest predates this Python (py's apipkg of 2021 fails on 3.11): the pytest of the
+        # day this Python was released, the oldest a developer could have run these tests with on it
+        released = PYTHON_RELEASED.get(sys.version_info[:2], "")
+        _pip(python, ["--upgrade", "pytest"], opts, asof=(released, asof[1]))
+        note += f"pytest as of the commit does not start on this Python: pytest as of {released or 'today'}; "
     if with_agent:
         proc = _pip(python, ["--no-deps" if opts.offline else "--upgrade-strategy=only-if-needed", "-e",
                              str(opts.agent_src)], opts)
         if proc.returncode:
             raise RuntimeError(f"pip install -e <agent> failed: {_last_line(proc.stderr)}")
     return note
+
+
+def _pytest_starts(python: Path) -> bool:
+    """Whether the venv's pytest runs at all on its interpreter (period pins can predate the Python)."""
+    proc = subprocess.run([str(python), "-m", "pytest", "--version"], capture_output=True, text=True, timeout=120,
+                          env=_clean_env(), cwd=python.parent)
+    return proc.returncode == 0
 
 
 def _clean_env() -> dict[str, str]:

@@ -6,8 +6,8 @@ each must fail as a test (outcome `failed`: an assertion or exception in the tes
 collection or import error). Then apply the gold patch: each must pass. Then, on base_commit plus
 test_patch plus the gold patch, FAIL_TO_PASS must pass (the instance's own verdict still holds).
 Bundled bugs run with this interpreter's pytest and the library first on PYTHONPATH (as they were
-generated); real commits in a venv per library with the project installed editable (as
-bench_real_repos builds the user's venv), reused across that library's instances.
+generated); real commits in a venv per instance with the project installed editable (as
+bench_real_repos builds the user's venv, as of the base commit's date), kept and reused.
 
     python -m evals.check_reproductions --mirrors /work/.mirror --work /root/data16/check [--ids A,B]
 
@@ -117,16 +117,24 @@ def check(record: dict[str, Any], work: Path, python: str) -> Row:
 
 
 def python_for(record: dict[str, Any], work: Path, opts: Options) -> str:
-    """The interpreter that runs this instance's tests (a per-library venv for real commits)."""
+    """The interpreter that runs this instance's tests: for a real commit, its own venv built as
+    bench_real_repos builds the user's (test requirements and pytest as of the base commit's date;
+    commits of one library span years, and today's pytest breaks old suites), reused across checks."""
     if record["environment_setup"].get("source") != "git":
         return sys.executable
-    lib = record["repo"].replace("/", "+")
-    venv = work / "venvs" / lib
+    venv = work / "venvs" / record["instance_id"]
     if not (venv / "bin" / "python").exists():
-        seed = work / "seeds" / lib
-        if not seed.exists():
-            materialize(Instance.from_dict(record), seed)
-        make_venv(venv, seed, opts, with_agent=False)
+        # installed editable from the very path check() materialises each state at: a pkg_resources
+        # namespace package (jaraco) is imported at startup through its -nspkg.pth from the install's
+        # path, whatever PYTHONPATH says, so an install from elsewhere would test unchanged code
+        seed = work / "trees" / record["instance_id"]
+        shutil.rmtree(seed, ignore_errors=True)
+        materialize(Instance.from_dict(record), seed)
+        try:
+            make_venv(venv, seed, opts, with_agent=False)
+        except Exception:
+            shutil.rmtree(venv, ignore_errors=True)  # a half-built venv is not reused
+            raise
     return str(venv / "bin" / "python")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,10 @@ def test_pipeline_setup_a_on_a_made_up_library(tmp_path: Path) -> None:
     ok, why = bench.grade_commit(repo, bug_state, bug_state, inst, opts.work / "venvs" / "minilib-a",
                                  tmp_path / "grade", opts)
     assert not ok and "test_clamp" in why
+
+
+def test_pytest_starts_tells_a_venv_whose_pytest_cannot_run(tmp_path: Path) -> None:
+    # the fallback to a newer pytest depends on this probe: the host's pytest starts, a venv without one does not
+    assert bench._pytest_starts(Path(sys.executable))
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "v")], check=True)
+    assert not bench._pytest_starts(tmp_path / "v" / "bin" / "python")
