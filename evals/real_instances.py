@@ -36,6 +36,13 @@ MAX_P2P = 150
 NAMESPACE_INIT = re.compile(r"declare_namespace\(|pkgutil\.extend_path\(")
 
 
+def exact_diff(repo: Path, *args: str) -> str:
+    """`git diff` byte for byte: text mode would turn a CRLF file's lines into LF and the patch would
+    no longer apply to the commit it came from."""
+    proc = subprocess.run(["git", "diff", *args], cwd=repo, capture_output=True, check=True)
+    return proc.stdout.decode("utf-8")
+
+
 def _show(repo: Path, sha: str, rel: str) -> str:
     return real.git(repo, "show", f"{sha}:{rel}", check=False)
 
@@ -90,8 +97,8 @@ def pass_to_pass(work: Path, cand: real.Candidate, targets: list[str]) -> list[s
 def build_instance(work: Path, name: str, cand: real.Candidate, targets: list[str]) -> dict[str, Any]:
     """The SWE-bench record (base = the parent; test_patch = the fix's test changes) plus properties."""
     p2p = pass_to_pass(work, cand, targets)
-    patch = real.git(work, "diff", cand.parent, cand.sha, "--", cand.fixed_file)
-    test_patch = real.git(work, "diff", "--binary", cand.parent, cand.sha, "--", *cand.test_files)
+    patch = exact_diff(work, cand.parent, cand.sha, "--", cand.fixed_file)
+    test_patch = exact_diff(work, "--binary", cand.parent, cand.sha, "--", *cand.test_files)
     inst = Instance(instance_id=f"{name.replace('/', '__')}-{cand.sha[:10]}", repo=name, base_commit=cand.parent,
                     problem_statement=f"Fix the failing tests: {' '.join(targets)}", FAIL_TO_PASS=targets,
                     PASS_TO_PASS=p2p, patch=patch, test_patch=test_patch,
