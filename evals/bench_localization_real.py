@@ -9,11 +9,20 @@ commit. It is summarised the way `agent fix <selector>` does: targets = the fail
 traceback = the output of running their test files, task text = the selectors only (never the
 commit message). Goals: the fixed file in the summary for >= 85% at 1024 tokens, >= 95% at 4096.
 
-    python evals/bench_localization_real.py --mirror DIR [--mirror DIR ...] [--per-repo N] [--save F]
+    python evals/bench_localization_real.py --mirror DIR [--mirror DIR ...] [--per-repo N] [--export F.jsonl]
+    python evals/bench_localization_real.py --instances evals/data/localization_further.jsonl [--trace]
     python evals/bench_localization_real.py --load F     # replay saved instances: no test runs to pick them
 
-`--save` writes the kept instances (commit, targets, traceback) as JSON; `--load` rebuilds each bug
-state from the mirror and summarises it again, so a ranking change is measured on the same instances.
+`--export` writes the kept instances as a JSONL instance list (repo, commit, parent, fixed file, test
+files, targets), one line as each is kept; `--instances` rebuilds exactly those from the mirrors under
+`--mirror-root` (owner+name/repo), re-verifies each (fails at the bug state, passes at the commit) and
+scores it. evals/data/localization_*.jsonl are the lists this project measures on (see
+evals/data/localization_sets.md). `--trace` also runs the failing targets under agent.spectrum's tracer,
+as `agent fix` does, feeds the ranked definitions to the summary and reports the tracing overhead.
+`--save` writes the kept instances with their tracebacks as JSON; `--load` replays such a file.
+
+The libraries' own test suites run in this Python: run the bench from a throwaway venv made with
+`--system-site-packages` (some suites `pip install -e` themselves into the running interpreter).
 """
 
 from __future__ import annotations
