@@ -315,7 +315,9 @@ def _line(inst: Instance) -> str:
     return (f"real  {inst.repo:<32} {cand.sha[:10]} {cand.fixed_file:<36} targets={len(inst.targets)} "
             f"1024:{'yes' if r[1024] else 'NO ':<4} 4096:{'yes' if r[4096] else 'NO ':<4} "
             f"rank@1024={r['rank1024']} rank@4096={r['rank4096']} seed={r['seed']} "
-            f"traceback={r['in_traceback']} files={r['files']}  {cand.subject[:60]}")
+            f"traceback={r['in_traceback']} files={r['files']}"
+            + (f" plain={r['plain_s']:.1f}s traced={r['traced_s']:.1f}s executed_fixed={r['executed_fixed']}"
+               if "traced_s" in r else "") + f"  {cand.subject[:60]}")
 
 
 def export_line(inst: Instance) -> dict[str, object]:
