@@ -104,7 +104,9 @@ for node, codes in cov.items():
             funcs.append(list(key))
         ids.append(index[key])
     out[node] = sorted(ids)
-sys.stdout.write("\n" + MARK + json.dumps({"funcs": funcs, "cov": out, "outcome": outcome}) + "\n")
+TRACER = "sys.monitoring" if TOOL is not None else "settrace"
+sys.stdout.write("\n" + MARK + json.dumps({"funcs": funcs, "cov": out, "outcome": outcome, "tracer": TRACER})
+                 + "\n")
 sys.stdout.flush()
 sys.exit(int(code))
 '''
@@ -197,7 +199,7 @@ def executed_definitions(sandbox: Sandbox, baseline: TestRun, targets: list[str]
             return []
         ranked = ochiai(data, failing, lambda p: not is_test_path(p) and not is_auxiliary(p))
         log(f"trace: {len(ranked)} executed definitions ranked in {time.monotonic() - started:.1f}s "
-            f"({len(failing)} failing, {len(passing)} passing tests)")
+            f"via {data.get('tracer', 'an unknown tracer')} ({len(failing)} failing, {len(passing)} passing tests)")
         return ranked
     except Exception as exc:  # noqa: BLE001 - tracing is an aid: it must never stop a run
         log(f"trace: failed ({type(exc).__name__}: {exc}); the summary is static only")

@@ -9,11 +9,20 @@ commit. It is summarised the way `agent fix <selector>` does: targets = the fail
 traceback = the output of running their test files, task text = the selectors only (never the
 commit message). Goals: the fixed file in the summary for >= 85% at 1024 tokens, >= 95% at 4096.
 
-    python evals/bench_localization_real.py --mirror DIR [--mirror DIR ...] [--per-repo N] [--save F]
+    python evals/bench_localization_real.py --mirror DIR [--mirror DIR ...] [--per-repo N] [--export F.jsonl]
+    python evals/bench_localization_real.py --instances evals/data/localization_further.jsonl [--trace]
     python evals/bench_localization_real.py --load F     # replay saved instances: no test runs to pick them
 
-`--save` writes the kept instances (commit, targets, traceback) as JSON; `--load` rebuilds each bug
-state from the mirror and summarises it again, so a ranking change is measured on the same instances.
+`--export` writes the kept instances as a JSONL instance list (repo, commit, parent, fixed file, test
+files, targets), one line as each is kept; `--instances` rebuilds exactly those from the mirrors under
+`--mirror-root` (owner+name/repo), re-verifies each (fails at the bug state, passes at the commit) and
+scores it. evals/data/localization_*.jsonl are the lists this project measures on (see
+evals/data/localization_sets.md). `--trace` also runs the failing targets under agent.spectrum's tracer,
+as `agent fix` does, feeds the ranked definitions to the summary and reports the tracing overhead.
+`--save` writes the kept instances with their tracebacks as JSON; `--load` replays such a file.
+
+The libraries' own test suites run in this Python: run the bench from a throwaway venv made with
+`--system-site-packages` (some suites `pip install -e` themselves into the running interpreter).
 """
 
 from __future__ import annotations
@@ -273,7 +282,8 @@ def repo_name(mirror: Path) -> str:
 
 
 def run_repo(mirror: Path, tmp: Path, cache: Path, per_repo: int, max_tries: int,
-             log: object = print) -> tuple[list[Instance], dict[str, int]]:
+             log: object = print, trace: bool = False,
+             keep: object = lambda _inst: None) -> tuple[list[Instance], dict[str, int]]:
     name = repo_name(mirror)
     work = tmp / name.replace("/", "+")
     git(tmp, "clone", "-q", "--shared", "--no-checkout", str(mirror), str(work))
@@ -291,8 +301,9 @@ def run_repo(mirror: Path, tmp: Path, cache: Path, per_repo: int, max_tries: int
             reasons[why] = reasons.get(why, 0) + 1
             continue
         inst = Instance(name, cand, targets, tb, mirror=str(mirror.resolve()))
-        inst.result = evaluate(work, inst, cache)
+        inst.result = evaluate(work, inst, cache, trace)
         found.append(inst)
+        keep(inst)
         log(_line(inst))
     log(f"# {name}: {len(cands)} candidate commits, {len(found)} kept; skipped: "
         + (", ".join(f"{why} {n}" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1])) or "none"))
@@ -304,7 +315,48 @@ def _line(inst: Instance) -> str:
     return (f"real  {inst.repo:<32} {cand.sha[:10]} {cand.fixed_file:<36} targets={len(inst.targets)} "
             f"1024:{'yes' if r[1024] else 'NO ':<4} 4096:{'yes' if r[4096] else 'NO ':<4} "
             f"rank@1024={r['rank1024']} rank@4096={r['rank4096']} seed={r['seed']} "
-            f"traceback={r['in_traceback']} files={r['files']}  {cand.subject[:60]}")
+            f"traceback={r['in_traceback']} files={r['files']}"
+            + (f" plain={r['plain_s']:.1f}s traced={r['traced_s']:.1f}s executed_fixed={r['executed_fixed']}"
+               if "traced_s" in r else "") + f"  {cand.subject[:60]}")
+
+
+def export_line(inst: Instance) -> dict[str, object]:
+    """One instance as a line of an --instances file: enough to rebuild and re-verify it, no outputs."""
+    c = inst.cand
+    return {"repo": inst.repo, "commit": c.sha, "parent": c.parent, "subject": c.subject,
+            "fixed_file": c.fixed_file, "test_files": c.test_files, "targets": inst.targets}
+
+
+def mirror_of(repo: str, mirror_root: Path) -> Path:
+    """The local mirror of owner/name: <root>/owner+name/repo (the layout fetch leaves), else <root>/owner+name."""
+    base = mirror_root / repo.replace("/", "+")
+    return base / "repo" if (base / "repo").exists() else base
+
+
+def from_instances(lines: list[dict], mirror_root: Path, tmp: Path, cache: Path, log: object = print,
+                   trace: bool = False) -> list[Instance]:
+    """Rebuild each listed instance from its mirror and re-verify it exactly as selection did: the targets
+    must fail at the bug state (parent + the commit's test changes) and pass at the commit; the traceback
+    is that run's output. An instance that no longer reproduces is reported and dropped, never scored."""
+    works: dict[str, Path] = {}
+    out: list[Instance] = []
+    for d in lines:
+        mirror = mirror_of(d["repo"], mirror_root)
+        work = works.get(d["repo"])
+        if work is None:
+            work = works[d["repo"]] = tmp / d["repo"].replace("/", "+")
+            git(tmp, "clone", "-q", "--shared", "--no-checkout", str(mirror), str(work))
+        cand = Candidate(d["commit"], d["parent"], d.get("subject", ""), d["fixed_file"], d["test_files"],
+                         d["targets"])
+        targets, tb, why = reproduce(work, cand)
+        if targets != d["targets"]:
+            log(f"# {d['repo']} {d['commit'][:10]}: does not reproduce as listed ({why or targets})")
+            continue
+        inst = Instance(d["repo"], cand, targets, tb, mirror=str(mirror.resolve()))
+        inst.result = evaluate(work, inst, cache, trace)
+        out.append(inst)
+        log(_line(inst))
+    return out
 
 
 def replay(saved: list[Instance], tmp: Path, cache: Path, log: object = print, trace: bool = False) -> list[Instance]:
@@ -359,7 +411,12 @@ def main() -> int:
     ap.add_argument("--mirror", action="append", default=[], help="a local git mirror (bare or not)")
     ap.add_argument("--save", help="write the kept instances to this JSON file")
     ap.add_argument("--load", help="replay the instances of a --save file instead of picking commits")
-    ap.add_argument("--trace", action="store_true", help="with --load: also trace the failing tests (agent.spectrum)")
+    ap.add_argument("--trace", action="store_true",
+                    help="also trace the failing tests (agent.spectrum), as `agent fix` does, and report the overhead")
+    ap.add_argument("--instances", help="a JSONL instance list (evals/data/localization_*.jsonl): rebuild, "
+                    "re-verify and score exactly those commits")
+    ap.add_argument("--mirror-root", default="/work/.mirror", help="with --instances: where owner+name mirrors are")
+    ap.add_argument("--export", help="write the kept instances as a JSONL instance list (for --instances)")
     ap.add_argument("--per-repo", type=int, default=10, help="instances kept per repository")
     ap.add_argument("--max-tries", type=int, default=60, help="candidate commits tried per repository")
     ap.add_argument("--work", help="work directory (kept); default a temp dir, removed")
@@ -369,22 +426,38 @@ def main() -> int:
     cache = Path(tempfile.mkdtemp(prefix="cache-", dir=tmp))
     started = time.time()
     rows: list[Instance] = []
-    if not args.mirror and not args.load:
-        ap.error("give --mirror DIR (one or more) or --load FILE")
+    if args.export:
+        Path(args.export).write_text("")
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    def keep(inst: Instance) -> None:  # each kept instance at once: a long run stopped early still has its list
+        if args.export:
+            with open(args.export, "a") as out:
+                out.write(json.dumps(export_line(inst)) + "\n")
+    if not args.mirror and not args.load and not args.instances:
+        ap.error("give --mirror DIR (one or more), --instances FILE or --load FILE")
     try:
         if args.load:
             saved = [Instance.from_json(d) for d in json.loads(Path(args.load).read_text())]
             rows = replay(saved, tmp, cache, log=lambda s: print(s, flush=True), trace=args.trace)
+        if args.instances:
+            lines = [json.loads(x) for x in Path(args.instances).read_text().splitlines() if x.strip()]
+            rows.extend(from_instances(lines, Path(args.mirror_root), tmp, cache,
+                                       log=lambda s: print(s, flush=True), trace=args.trace))
         for mirror in args.mirror:
             try:
-                found, _ = run_repo(Path(mirror), tmp, cache, args.per_repo, args.max_tries,
-                                    log=lambda s: print(s, flush=True))
+                found, _ = run_repo(Path(mirror), tmp, cache, args.per_repo, args.max_tries, log=log,
+                                trace=args.trace, keep=keep)
             except (subprocess.CalledProcessError, OSError) as exc:
                 print(f"# {mirror}: unusable ({type(exc).__name__}: {exc})", flush=True)
                 continue
             rows.extend(found)
         if args.save:
             Path(args.save).write_text(json.dumps([i.to_json() for i in rows], indent=1))
+        if args.export:  # again, whole: the lines appended as instances were kept may be from an earlier run
+            Path(args.export).write_text("".join(json.dumps(export_line(i)) + "\n" for i in rows))
     finally:
         if not args.work:
             shutil.rmtree(tmp, ignore_errors=True)

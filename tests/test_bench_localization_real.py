@@ -86,3 +86,33 @@ def test_a_fix_cherry_picked_twice_counts_once(tmp_path: Path) -> None:
     commit(root, "revert", {"pkg/core.py": BUGGY, "tests/test_core.py": TESTS})
     again = commit(root, "Fix last()", {"pkg/core.py": FIXED, "tests/test_core.py": NEW_TEST})
     assert [c.sha for c in select_candidates(root)] == [again]
+
+
+@pytest.mark.slow  # pytest subprocesses: selection, then the rebuild from the list
+def test_an_exported_instance_list_is_rebuilt_and_scored_exactly(tmp_path: Path) -> None:
+    """An --export line holds what --instances needs to rebuild the same bug state from the mirror, re-verify
+    it and score it; a listed commit that no longer reproduces is dropped, not scored."""
+    import json
+
+    from evals.bench_localization_real import Instance, export_line, from_instances
+
+    shas = make_history(tmp_path / "src")
+    mirrors = tmp_path / "mirrors"
+    subprocess.run(["git", "clone", "-q", "--bare", str(tmp_path / "src"), str(mirrors / "me+pkg" / "repo")],
+                   check=True)
+    work = tmp_path / "pick"
+    subprocess.run(["git", "clone", "-q", "--shared", "--no-checkout", str(mirrors / "me+pkg" / "repo"), str(work)],
+                   check=True)
+    (cand,) = select_candidates(work)
+    targets, traceback, _ = reproduce(work, cand)
+    line = json.loads(json.dumps(export_line(Instance("me/pkg", cand, targets, traceback))))
+    assert line == {"repo": "me/pkg", "commit": shas["fix"], "parent": shas["init"], "subject": cand.subject,
+                    "fixed_file": "pkg/core.py", "test_files": ["tests/test_core.py"],
+                    "targets": ["tests/test_core.py::TestLast::test_last"]}
+    stale = {**line, "commit": shas["docs"], "parent": shas["fix"]}  # the bug is gone at that parent
+    logs: list[str] = []
+    (tmp_path / "tmp").mkdir()
+    rows = from_instances([line, stale], mirrors, tmp_path / "tmp", tmp_path / "cache", log=logs.append)
+    assert [r.cand.sha for r in rows] == [shas["fix"]]
+    assert rows[0].result[1024] and rows[0].result[4096] and "assert 1 == 2" in rows[0].traceback
+    assert any("does not reproduce as listed" in m and shas["docs"][:10] in m for m in logs), logs
