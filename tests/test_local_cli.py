@@ -41,7 +41,8 @@ ESCAPE_PROBE = '''import os, pathlib
 results = []
 pointer = pathlib.Path(".git").read_text().split(":", 1)[1].strip()
 user_checkout = pathlib.Path(pointer).parents[2]
-for target in [user_checkout / "escape.txt", pathlib.Path.home() / "escape.txt", pathlib.Path("{outside}")]:
+# the user's real home by its path ($HOME inside the sandbox is a private /tmp)
+for target in [user_checkout / "escape.txt", pathlib.Path("{home}") / "escape.txt", pathlib.Path("{outside}")]:
     try:
         target.write_text("escaped")
         results.append(f"wrote {{target}}")
@@ -91,7 +92,7 @@ def test_repo_code_cannot_write_outside_the_worktree_or_redirect_host_git(tmp_pa
     home = tmp_path / "home"
     home.mkdir()
     agent_env["HOME"] = str(home)
-    repo = hostile_repo(tmp_path, ESCAPE_PROBE.format(outside=outside, pwned=pwned))
+    repo = hostile_repo(tmp_path, ESCAPE_PROBE.format(outside=outside, pwned=pwned, home=home))
     try:
         with FakeGLM(turns=fixing_script(), api_key=TEST_KEY) as server:
             result = run_cli(fix_args(repo, server), agent_env)
