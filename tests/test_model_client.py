@@ -544,5 +544,5 @@ def test_a_call_in_flight_stops_at_the_run_deadline_and_is_charged(h, turn):
     started = time.monotonic()
     with pytest.raises(DeadlineError):
         client.complete(MESSAGES, TOOLS, "high", max_tokens=256, budget=clock)
-    assert time.monotonic() - started < 3.0  # not the 300 s idle timeout, nor the whole stream
+    assert time.monotonic() - started < 10  # not the 30 s first byte or 300 s idle timeout, nor the 60 s stream
     assert [c.output for c in clock.charged] == [256]  # once, at its worst case; never retried
