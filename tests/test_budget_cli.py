@@ -179,7 +179,8 @@ def test_max_seconds_bounds_a_slow_test_run_and_the_run(sample_repo, agent_env):
     assert result.code == 1, result.stderr
     assert result.report["status"] == "budget_exhausted"
     assert result.report["stop_reason"].startswith("budget_time")
-    assert elapsed < 10 + 8, elapsed  # the limit, plus process start-up and the commit
+    assert events(result.report, "stop")[0]["t"] < 10 + 3  # stopped at the limit, not after the 120 s test
+    assert elapsed < 60, elapsed  # start-up and the commit included; far below one 120 s test run
 
 
 def test_max_seconds_cuts_a_model_call_in_flight(sample_repo, agent_env):
