@@ -50,9 +50,10 @@ from sandbox.envplan import (  # noqa: F401 - re-exported: the environment's pub
     tox_deps,
     version_environment,
 )
+from sandbox.envsmoke import make_pytest_start
 
 REPOSITORY = "agent-env"
-ENV_RECIPE_VERSION = 6
+ENV_RECIPE_VERSION = 7
 AUTO = ("", "auto")
 BUILD = "/tmp/build"  # a volume under the /tmp tmpfs: never part of the image, not even as a mountpoint
 SRC = f"{BUILD}/src"
@@ -154,6 +155,10 @@ def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str]
         box.must("create the virtualenv", venv, env)
         installer = (_run_setup(box, setup, env, uv) if setup
                      else _install_declared(repo, box, env, uv, date, log, seed=_seed_packages(python)))
+        if not setup and (lock_kind(repo) or fully_pinned(repo) or constraint_files(repo)):
+            # pins are what the developers had, who did not always run pytest: it must start here
+            upgraded = make_pytest_start(box, env, lambda dist: _upgrade(dist, uv), log)
+            installer += "".join(f", upgraded {d}" for d in upgraded)
         box.offline()
         box.must("keep only the project's metadata", _STRIP_SELF, env)
         box.must("link the worktree", _PTH_SCRIPT, env)
@@ -268,6 +273,13 @@ def _install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | 
     if loose:
         _optional(box, "pip install test dependencies", shlex.join(["pip", "install", *constraints, *loose]), env, log)
     return "pip"
+
+
+def _upgrade(dist: str, uv: str | None) -> str:
+    """The command that upgrades one distribution in the venv, past the project's pin of it."""
+    if uv:
+        return shlex.join([UV, "pip", "install", "--python", f"{VENV}/bin/python", "--upgrade", dist])
+    return shlex.join(["pip", "install", "--upgrade", dist])
 
 
 def _groups(repo: Path) -> set[str]:

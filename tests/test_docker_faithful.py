@@ -131,6 +131,24 @@ def test_unpinned_requirements_resolve_as_of_the_commit_date(base, tmp_path, ima
     assert (code, out) == (0, "1.15.0")
 
 
+def test_a_pinned_package_that_crashes_todays_pytest_is_upgraded(base, tmp_path, images):
+    """jmespath 2017: requirements.txt pins py==1.4.12 for nose; pytest 8 crashes on it (INTERNALERROR)
+    before running any test. pytest is what the environment adds, so the pin that breaks it gives way."""
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "nosey", {"requirements.txt": f"py==1.4.12  # {uuid.uuid4()}\nsix==1.10.0\n",
+                                      "tests/test_it.py": "import six\n\ndef test_it():\n    assert six\n"})
+    logs: list[str] = []
+    images.append(ensure_environment(repo, "3.11", [], log=logs.append))
+    code, out = run_in(repo, images[-1], "sh", "-c",
+                       "python -m pytest -q -p no:cacheprovider tests 2>&1 | tail -1; "
+                       "python -c 'import py, six; print(py.__version__, six.__version__)'")
+    assert code == 0 and "1 passed" in out.splitlines()[0], out
+    py_version, six_version = out.splitlines()[-1].split()
+    assert py_version != "1.4.12" and six_version == "1.10.0", out  # only the culprit moved
+    assert any("pytest crashes in py as pinned" in line and "upgrading py" in line for line in logs), logs
+
+
 def test_an_image_is_not_reused_across_versions_or_resolution_dates(base, tmp_path, images):
     """Same dependency files, another commit: the VCS version and the unpinned resolution's cut-off
     are part of what the image holds, so the second commit gets its own image."""
