@@ -219,6 +219,34 @@ def test_src_layout_beats_a_copy_of_the_package_in_site_packages(base, tmp_path,
     assert code == 0 and "1 passed" in out, out
 
 
+# What setuptools writes for `namespace_packages=['nsx']` on a legacy (`setup.py install`) install
+_NSPKG = ("import sys, types, os;has_mfs = sys.version_info > (3, 5);p = os.path.join(sys._getframe(1).f_locals["
+          "'sitedir'], *('nsx',));importlib = has_mfs and __import__('importlib.util');has_mfs and "
+          "__import__('importlib.machinery');m = has_mfs and sys.modules.setdefault('nsx', importlib.util."
+          "module_from_spec(importlib.machinery.PathFinder.find_spec('nsx', [os.path.dirname(p)])));m = m or "
+          "sys.modules.setdefault('nsx', types.ModuleType('nsx'));mp = (m or []) and m.__dict__.setdefault("
+          "'__path__',[]);(p not in mp) and mp.append(p)\n")
+
+
+def test_a_namespace_package_an_nspkg_pth_set_up_at_startup_comes_from_the_worktree(base, tmp_path, images):
+    """jaraco.functools 2016 in Docker: pip's legacy install left a copy and its -nspkg.pth in site-packages;
+    the .pth put `jaraco` in sys.modules before PYTHONPATH mattered, so the tests ran the stale copy."""
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "ns", {
+        "nsx/__init__.py": "__path__ = __import__('pkgutil').extend_path(__path__, __name__)\n",
+        "nsx/tool.py": "WHERE = 'worktree'\n",
+        "nspkg.pth": _NSPKG,
+        "tests/test_it.py": f"# {uuid.uuid4()}\n",
+    })
+    installed = ("site=$(python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])') && "
+                 "mkdir \"$site/nsx\" && "
+                 "echo \"WHERE = 'installed'\" > \"$site/nsx/tool.py\" && cp nspkg.pth \"$site/nsx-1.0-nspkg.pth\"")
+    images.append(ensure_environment(repo, "3.11", [installed], log=lambda _m: None))
+    code, out = run_in(repo, images[-1], "python", "-c", "import nsx.tool; print(nsx.tool.WHERE, nsx.tool.__file__)")
+    assert (code, out) == (0, "worktree /repo/nsx/tool.py")
+
+
 def test_a_failed_install_is_one_line_naming_the_step_and_the_error(base, tmp_path):
     from sandbox.base import SandboxError
     from sandbox.environment import ensure_environment
