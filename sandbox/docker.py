@@ -40,7 +40,7 @@ from sandbox.worktreesite import ROOTS_VAR, write_site
 IDLE_NAME = "agent-sandbox-idle"
 BACKSTOP_GRACE = 5.0  # seconds past the in-container timeout before the host steps in
 TMPFS = "rw,exec,nosuid,nodev,size=512m,mode=1777"
-SITE_DIR = "/run/agent-site"  # the worktree-first sitecustomize, mounted read-only
+SITE_DIR = "/tmp/.agent-site"  # the worktree-first sitecustomize, read-only (a mountpoint in the tmpfs)
 PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Kill every process in the container except init, the idle keeper and this shell.
 SWEEP = (
