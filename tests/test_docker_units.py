@@ -291,3 +291,18 @@ def test_pip_options_read_the_files_pip_reads(tmp_path, with_env_file):
     else:
         assert expected["index-url"] == "https://install.example/s"
         assert expected["extra-index-url"] == "https://user.example/simple"
+
+
+def test_test_groups_leave_out_typing_docs_and_lint(tmp_path):
+    """flask's uv default-groups add mypy, pyright, ruff, tox: seconds per build, nothing the tests import."""
+    from sandbox.envplan import dependency_groups, test_groups
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\nversion = "1"\n[dependency-groups]\ndev = ["ruff", "tox"]\n'
+        'tests = ["pytest", {include-group = "extra"}]\nextra = ["asgiref"]\ntyping = ["mypy"]\n'
+        '[tool.uv]\ndefault-groups = ["dev", "tests", "typing"]\n')
+    assert test_groups(tmp_path) == ["tests"]
+    assert dependency_groups(tmp_path) == ["pytest", "asgiref"]
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1"\n'
+                                             '[dependency-groups]\ndev = ["pytest"]\ntyping = ["mypy"]\n')
+    assert test_groups(tmp_path) == ["dev"] and dependency_groups(tmp_path) == ["pytest"]
