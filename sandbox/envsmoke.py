@@ -33,6 +33,15 @@ _OWNER = ("python - {path} <<'PY'\n"
           "PY")
 
 
+_EXCEPTION = re.compile(r"^(?:INTERNALERROR>|E)?\s*([\w.]*(?:Error|Exception)\b.*)$", re.M)
+
+
+def why(output: str) -> str:
+    """The exception pytest died of (`AttributeError: __spec__`), else the output's last error line."""
+    found = _EXCEPTION.findall(output)
+    return found[-1].strip()[:200] if found else last_error(output)
+
+
 def culprit_file(output: str) -> str | None:
     """The last installed file (outside pytest itself) in the traceback of a pytest that could not run."""
     files = [m.group(1) for m in _SITE_FILE.finditer(output) if m.group(2) not in _PYTEST_OWN]
@@ -57,9 +66,9 @@ def make_pytest_start(box: BuildBox, env: dict[str, str], upgrade: Callable[[str
         owner = box.run("find the package that stops pytest", _OWNER.format(path=shlex.quote(path)), env)[1].strip() \
             if path else ""
         if not owner or owner in upgraded:
-            log(f"warning: pytest does not start in this environment ({last_error(out)})")
+            log(f"warning: pytest does not start in this environment ({why(out)})")
             break
-        log(f"environment: pytest crashes in {owner} as pinned ({last_error(out)}); upgrading {owner}")
+        log(f"environment: pytest crashes in {owner} as pinned ({why(out)}); upgrading {owner}")
         box.must(f"upgrade {owner}", upgrade(owner), env)
         upgraded.append(owner)
     box.must("finish the environment", then, env)

@@ -306,3 +306,17 @@ def test_test_groups_leave_out_typing_docs_and_lint(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1"\n'
                                              '[dependency-groups]\ndev = ["pytest"]\ntyping = ["mypy"]\n')
     assert test_groups(tmp_path) == ["dev"] and dependency_groups(tmp_path) == ["pytest"]
+
+
+def test_the_smoke_check_names_the_exception_and_the_installed_file_pytest_died_in():
+    """jmespath 2017 in Docker: pytest 8 under py 1.4.12 (pytest's own frames are not the culprit)."""
+    from sandbox.envsmoke import culprit_file, why
+
+    out = ('INTERNALERROR>   File "/opt/venv/lib/python3.9/site-packages/_pytest/main.py", line 9, in x\n'
+           'INTERNALERROR>   File "/opt/venv/lib/python3.9/site-packages/py/_path/local.py", line 137, in __new__\n'
+           'INTERNALERROR>     raise ValueError("can only pass None")\n'
+           'INTERNALERROR> ValueError: can only pass None, Path instances or non-empty strings to LocalPath\n\n'
+           '1 error in 0.03s\n')
+    assert why(out) == "ValueError: can only pass None, Path instances or non-empty strings to LocalPath"
+    assert culprit_file(out) == "/opt/venv/lib/python3.9/site-packages/py/_path/local.py"
+    assert culprit_file(out.replace("py/_path/local.py", "_pytest/python.py")) is None
