@@ -235,8 +235,17 @@ def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
         _pip(python, ["--upgrade", owner], opts)
         note += f"pytest crashed in {owner} as pinned: {owner} upgraded; "
     if with_agent:
-        proc = _pip(python, ["--no-deps" if opts.offline else "--upgrade-strategy=only-if-needed", "-e",
-                             str(opts.agent_src)], opts)
+        # a wheel built outside the venv, as a user's `pip install` from an index gets one: built inside,
+        # setuptools' own distutils imports jaraco.functools, and the project's editable 2016 copy of it
+        # (jaraco.functools) broke the agent's build
+        wheels = venv.parent / f"{venv.name}-agent-wheel"
+        shutil.rmtree(wheels, ignore_errors=True)
+        built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
+                                str(opts.agent_src)], capture_output=True, text=True, env=_clean_env())
+        if built.returncode:
+            raise RuntimeError(f"building the agent's wheel failed: {_last_line(built.stderr)}")
+        proc = _pip(python, ["--no-deps" if opts.offline else "--upgrade-strategy=only-if-needed",
+                             *map(str, wheels.glob("*.whl"))], opts)
         if proc.returncode:
             raise RuntimeError(f"pip install -e <agent> failed: {_last_line(proc.stderr)}")
     return note
