@@ -6,8 +6,9 @@ of the targets is judged here, with pytest's own words in the message:
 - bad input (exit 2): a target that names no test; a target that already passes;
 - environment (exit 3): no pytest in the interpreter; collection or setup failing for a reason
   outside the repository (a module that is neither installed nor in the worktree, a fixture or
-  option of a plugin that is not installed, a pytest too new for the suite's use of it); no test
-  able to run at all for a task without targets.
+  option of a plugin that is not installed, a pytest too new for the suite's use of it, a warning
+  that the project's `filterwarnings = error` turns into an error while a module from outside the
+  project is imported); no test able to run at all for a task without targets.
 A test that fails at import because it needs a name the repository does not define yet (the
 bug itself, as in most FAIL_TO_PASS tests) is a reproduction, not an environment problem.
 """
@@ -32,6 +33,13 @@ _PYTEST_DEPRECATION = re.compile(r"^E\s+(?:_pytest\.warning_types\.|pytest\.)?"
                                  r"(Pytest(?:RemovedIn\d+|Deprecation)Warning): (.+)$", re.M)
 
 
+# One `ERROR collecting` section of pytest's output, up to the next section or the summary.
+_COLLECT_SECTION = re.compile(r"^_+ ERROR collecting .+? _+$(.*?)(?=^_+ |^=+ )", re.M | re.S)
+_WARNING_RAISED = re.compile(r"^E\s+(?:[\w.]+\.)?(\w*Warning): (.*)$", re.M)
+_FRAME = re.compile(r"^(\S.*?):(\d+): in (\S+)\n((?:[ \t]+.*\n)*)", re.M)
+_IMPORT_LINE = re.compile(r"^\s*(?:import|from)\s+[\w.]+")
+
+
 class ReproductionProblem(EnvironmentProblem):
     """The tests cannot run in this environment (exit 3); nothing of the run is kept."""
 
@@ -50,6 +58,37 @@ def _in_worktree(module: str, roots: list[Path]) -> bool:
     return any((root / top).is_dir() or (root / f"{top}.py").is_file() for root in roots)
 
 
+def _project_frame(path: str) -> bool:
+    """pytest prints the project's files relative to its rootdir; installed and frozen modules are not."""
+    parts = path.split("/")
+    return not (path.startswith(("<", "/", "..")) or "site-packages" in parts or "dist-packages" in parts)
+
+
+def _imported_warning(output: str) -> str | None:
+    """A warning made an error at collection while a module from outside the project was imported.
+
+    The project's `filterwarnings = error` meets a dependency (or Python) newer or older than its code:
+    a 2018 `six` under today's importlib raises ImportWarning on `from six.moves import ...`. The
+    project's last frame is then an import statement (or there is none: pytest or a plugin warned).
+    When that frame calls something instead, the project itself uses what warns: the model can fix it.
+    """
+    for section in _COLLECT_SECTION.finditer(output):
+        body = section.group(1)
+        raised = list(_WARNING_RAISED.finditer(body))
+        if not raised:
+            continue
+        last = raised[-1]
+        chain = body[:last.start()].rsplit("During handling of the above exception", 1)[-1]
+        frames = [m for m in _FRAME.finditer(chain) if _project_frame(m.group(1))]
+        if frames and not _IMPORT_LINE.match(frames[-1].group(4).split("\n", 1)[0]):
+            continue
+        where = f" at {frames[-1].group(1)}:{frames[-1].group(2)}" if frames else ""
+        return (f"{last.group(1)}: {last.group(2).strip()} (raised as an error by the project's filterwarnings "
+                f"while importing a module from outside the project{where}); install the versions of its "
+                "dependencies the project was developed with, or a matching Python")
+    return None
+
+
 def environment_cause(output: str, roots: list[Path]) -> str | None:
     """Why the tests cannot start here, in pytest's words, or None when the failure is the repository's own."""
     if _NO_PYTEST.search(output):
@@ -64,6 +103,9 @@ def environment_cause(output: str, roots: list[Path]) -> str | None:
     if deprecated:
         return (f"the installed pytest refuses what these tests do ({deprecated.group(1)}: "
                 f"{deprecated.group(2).strip()}); install the pytest the project was developed with")
+    imported = _imported_warning(output)
+    if imported:
+        return imported
     fixture = _MISSING_FIXTURE.search(output)
     if fixture:
         return f"fixture '{fixture.group(1)}' not found (a pytest plugin is probably not installed)"

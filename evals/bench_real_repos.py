@@ -28,6 +28,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 from pathlib import Path
@@ -38,6 +39,7 @@ from evals.instances import Instance
 from evals.materialize import GIT_ENV, apply_patch, git, materialize
 from evals.oracle import ORACLE_KEY, oracle_server
 from evals.runner import RunConfig, agent_env, fix_command, read_trajectory
+from sandbox.envsmoke import culprit_file
 from sandbox.worktreesite import ROOTS_VAR, write_site
 
 AGENT_SRC = Path(__file__).resolve().parent.parent
@@ -224,12 +226,46 @@ def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
         released = PYTHON_RELEASED.get(sys.version_info[:2], "")
         _pip(python, ["--upgrade", "pytest"], opts, asof=(released, asof[1]))
         note += f"pytest as of the commit does not start on this Python: pytest as of {released or 'today'}; "
+    for _ in range(3 if not opts.offline else 0):
+        # a period pin that today's pytest crashes on (py 1.5 of 2018: AttributeError: __spec__), as the
+        # Docker environment does (sandbox.envsmoke): that package, upgraded
+        owner = _pytest_crasher(python)
+        if not owner:
+            break
+        _pip(python, ["--upgrade", owner], opts)
+        note += f"pytest crashed in {owner} as pinned: {owner} upgraded; "
     if with_agent:
-        proc = _pip(python, ["--no-deps" if opts.offline else "--upgrade-strategy=only-if-needed", "-e",
-                             str(opts.agent_src)], opts)
+        # a wheel built outside the venv, as a user's `pip install` from an index gets one: built inside,
+        # setuptools' own distutils imports jaraco.functools, and the project's editable 2016 copy of it
+        # (jaraco.functools) broke the agent's build
+        wheels = venv.parent / f"{venv.name}-agent-wheel"
+        shutil.rmtree(wheels, ignore_errors=True)
+        built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels),
+                                str(opts.agent_src)], capture_output=True, text=True, env=_clean_env())
+        if built.returncode:
+            raise RuntimeError(f"building the agent's wheel failed: {_last_line(built.stderr)}")
+        proc = _pip(python, ["--no-deps" if opts.offline else "--upgrade-strategy=only-if-needed",
+                             *map(str, wheels.glob("*.whl"))], opts)
         if proc.returncode:
             raise RuntimeError(f"pip install -e <agent> failed: {_last_line(proc.stderr)}")
     return note
+
+
+def _pytest_crasher(python: Path) -> str:
+    """The installed distribution whose code crashes pytest on a one-line test, or '' when pytest runs it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp, "test_ok.py").write_text("def test_ok():\n    pass\n")
+        proc = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_ok.py"],
+                              capture_output=True, text=True, timeout=120, env=_clean_env(), cwd=tmp)
+    path = culprit_file(proc.stdout + proc.stderr) if proc.returncode else None
+    if not path:
+        return ""
+    owner = subprocess.run([str(python), "-c", "import sys\nfrom importlib import metadata\n"
+                            "for d in metadata.distributions():\n"
+                            "    if any(str(d.locate_file(f)) == sys.argv[1] for f in d.files or []):\n"
+                            "        print(d.metadata['Name']); break\n", path],
+                           capture_output=True, text=True, env=_clean_env())
+    return owner.stdout.strip()
 
 
 def _pytest_starts(python: Path) -> bool:
@@ -378,7 +414,10 @@ def grade_commit(user_repo: Path, commit: str, bug_state: str, inst: Instance, v
     site = write_site(dest.parent / "grade-site")
     env = {**_clean_env(), "PYTHONPATH": os.pathsep.join([str(site), *roots]), ROOTS_VAR: os.pathsep.join(roots),
            "PYTHONDONTWRITEBYTECODE": "1"}
-    argv = [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", *PYTEST_EXTRA, "-q", "-rfE",
+    # -W ImportWarning: a period `six` under this Python warns at import, and a suite's `filterwarnings =
+    # error` would make the grade about the grader's interpreter (dateutil 2018), never about the fix
+    argv = [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", *PYTEST_EXTRA,
+            "-W", "ignore::ImportWarning", "-q", "-rfE",
             "--tb=line", *list(dict.fromkeys(inst.FAIL_TO_PASS + inst.PASS_TO_PASS))]
     try:
         proc = subprocess.run(argv, cwd=dest, capture_output=True, text=True, env=env, timeout=opts.test_timeout)

@@ -35,10 +35,12 @@ from sandbox.engine import (
     process_start,
 )
 from sandbox.envplan import import_roots
+from sandbox.worktreesite import ROOTS_VAR, write_site
 
 IDLE_NAME = "agent-sandbox-idle"
 BACKSTOP_GRACE = 5.0  # seconds past the in-container timeout before the host steps in
 TMPFS = "rw,exec,nosuid,nodev,size=512m,mode=1777"
+SITE_DIR = "/tmp/.agent-site"  # the worktree-first sitecustomize, read-only (a mountpoint in the tmpfs)
 PATH = f"{VENV}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Kill every process in the container except init, the idle keeper and this shell.
 SWEEP = (
@@ -62,6 +64,7 @@ class DockerSandbox(Sandbox):
         self.memory, self.cpus, self.pids, self.network = memory, cpus, pids, network
         self.container = None
         self._placeholder: Path | None = None
+        self._site: Path | None = None  # the sitecustomize that keeps the worktree's packages first
         self.name = f"agent-sandbox-{os.getpid()}-{secrets.token_hex(4)}"
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -79,14 +82,20 @@ class DockerSandbox(Sandbox):
         stat = self.root.stat()
         # The code under test is the worktree's: its import roots come before site-packages, where a
         # test dependency may have installed another copy of the project.
-        pythonpath = ":".join("/repo" if r == "." else f"/repo/{r}" for r in import_roots(self.root))
+        roots = ":".join("/repo" if r == "." else f"/repo/{r}" for r in import_roots(self.root))
+        # ... and ahead of a package an installed `-nspkg.pth` put in sys.modules at startup (a legacy
+        # install of a pkg_resources namespace package, jaraco.functools 2016): the sitecustomize forgets it
+        self._site = write_site(Path(tempfile.mkdtemp(prefix="agent-dockersite-")))
+        self._site.chmod(0o755)
+        (self._site / "sitecustomize.py").chmod(0o644)
         environment = {"HOME": "/tmp", "PYTHONDONTWRITEBYTECODE": "1", "PATH": PATH, "VIRTUAL_ENV": VENV,
-                       "LANG": "C.UTF-8", "PYTEST_ADDOPTS": "-p no:cacheprovider", "PYTHONPATH": pythonpath,
-                       "GIT_CEILING_DIRECTORIES": "/"}
+                       "LANG": "C.UTF-8", "PYTEST_ADDOPTS": "-p no:cacheprovider",
+                       "PYTHONPATH": f"{SITE_DIR}:{roots}", ROOTS_VAR: roots, "GIT_CEILING_DIRECTORIES": "/"}
         self.container = client.containers.run(
             self.image, ["bash", "-c", f"exec -a {IDLE_NAME} sleep infinity"], detach=True, name=self.name,
             init=True, network_mode=self.network, read_only=True, tmpfs={"/tmp": TMPFS},
-            mounts=[Mount("/repo", str(self.root), type="bind", read_only=self.read_only), *self._hide_git()],
+            mounts=[Mount("/repo", str(self.root), type="bind", read_only=self.read_only), *self._hide_git(),
+                    Mount(SITE_DIR, str(self._site), type="bind", read_only=True)],
             working_dir="/repo", user=f"{stat.st_uid}:{stat.st_gid}", environment=environment,
             mem_limit=self.memory, memswap_limit=self.memory, pids_limit=self.pids,
             nano_cpus=int(self.cpus * 1e9), security_opt=["no-new-privileges"], cap_drop=["ALL"],
@@ -111,9 +120,10 @@ class DockerSandbox(Sandbox):
 
     def stop(self) -> None:
         container, self.container = self.container, None
-        placeholder, self._placeholder = self._placeholder, None
-        if placeholder is not None:
-            shutil.rmtree(placeholder, ignore_errors=True)
+        for placeholder in (self._placeholder, self._site):
+            if placeholder is not None:
+                shutil.rmtree(placeholder, ignore_errors=True)
+        self._placeholder = self._site = None
         with _lock:
             _live.pop(self.name, None)
         if container is not None:

@@ -58,12 +58,14 @@ def tar_tree(root: Path, arcname: str, uid: int = BUILD_UID) -> tempfile.Spooled
     return out
 
 
-def tar_files(files: dict[str, bytes], uid: int = BUILD_UID, mode: int = 0o644) -> bytes:
+def tar_files(files: dict[str, bytes], uid: int = BUILD_UID, mode: int = 0o644,
+              owners: dict[str, int] | None = None) -> bytes:
+    """Files (None: a directory) owned by `uid`, or by `owners[name]` where given."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(name)
-            info.uid = info.gid = uid
+            info.uid = info.gid = (owners or {}).get(name, uid)
             if data is None:
                 info.type, info.mode = tarfile.DIRTYPE, 0o755
                 tar.addfile(info)

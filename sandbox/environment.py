@@ -46,13 +46,15 @@ from sandbox.envplan import (  # noqa: F401 - re-exported: the environment's pub
     pyproject,
     requirement_files,
     test_extras,
+    test_groups,
     tool_dev_dependencies,
     tox_deps,
     version_environment,
 )
+from sandbox.envsmoke import make_pytest_start
 
 REPOSITORY = "agent-env"
-ENV_RECIPE_VERSION = 6
+ENV_RECIPE_VERSION = 8
 AUTO = ("", "auto")
 BUILD = "/tmp/build"  # a volume under the /tmp tmpfs: never part of the image, not even as a mountpoint
 SRC = f"{BUILD}/src"
@@ -134,30 +136,36 @@ def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str]
     # would turn them into VOLUME declarations of the image.
     mounts = [Mount(inner, host, type="bind", read_only=True) for host, inner in net.mounts.items()]
     mounts.append(Mount(BUILD, None, type="volume"))  # disk-backed scratch: sources, caches
+    uv = _uv_binary()
+    if uv:  # the host's 38 MB binary, read-only (the build's code runs next to it): no copy per build
+        mounts.append(Mount(UV, os.path.realpath(uv), type="bind", read_only=True))
     box = BuildBox(client, base, f"agent-envbuild-{key}-{os.getpid()}", network=net.needs_network(),
                    mounts=mounts, labels=owner_labels(), log=log)
     committed = False
     try:
         env = _build_env(repo, net, version)
-        box.put("/", tar_files({"repo": None}, uid=0))  # the worktree's mountpoint at run time
-        box.put("/", tar_files({"opt/venv": None, BUILD[1:]: None, f"{PLAN[1:]}": None, f"{BUILD[1:]}/cache": None,
-                                f"{BUILD[1:]}/bin": None}))
+        box.put("/", tar_files({"repo": None, "opt/venv": None, BUILD[1:]: None, f"{PLAN[1:]}": None,
+                                f"{BUILD[1:]}/cache": None, f"{BUILD[1:]}/bin": None},
+                               owners={"repo": 0}))  # /repo: root's, the worktree's mountpoint at run time
         box.put(BUILD, tar_tree(repo, "src"))
-        uv = _uv_binary()
-        if uv:
-            box.put(f"{BUILD}/bin", tar_files({"uv": Path(uv).read_bytes()}, mode=0o755))
         # uv makes the venv in a fraction of `python3 -m venv`'s time (ensurepip is the slow part)
         venv = f"python3 -m venv {VENV}"
         if uv:  # the declared install adds the seed packages to its own resolution (one download round)
             seed = "--seed " if setup else ""
             venv = f"{UV} venv -q {seed}--allow-existing --python /usr/bin/python3 {VENV} || {venv}"
-        box.must("create the virtualenv", venv, env)
+        if setup or not uv:
+            box.must("create the virtualenv", venv, env)
         installer = (_run_setup(box, setup, env, uv) if setup
-                     else _install_declared(repo, box, env, uv, date, log, seed=_seed_packages(python)))
+                     else _install_declared(repo, box, env, uv, date, log, seed=_seed_packages(python),
+                                            venv="" if not uv else venv))
+        finish = f"{_STRIP_SELF}\n{_PTH_SCRIPT}\nfind /var/tmp -mindepth 1 -delete 2>/dev/null || true"
+        if not setup and (lock_kind(repo) or fully_pinned(repo) or constraint_files(repo)):
+            # pins are what the developers had, who did not always run pytest: it must start here
+            upgraded = make_pytest_start(box, env, lambda dist: _upgrade(dist, uv), log, then=finish)
+            installer += "".join(f", upgraded {d}" for d in upgraded)
+        else:
+            box.must("keep only the project's metadata, link the worktree", finish, env)
         box.offline()
-        box.must("keep only the project's metadata", _STRIP_SELF, env)
-        box.must("link the worktree", _PTH_SCRIPT, env)
-        box.must("clean up", "find /var/tmp -mindepth 1 -delete 2>/dev/null || true", env)
         box.scan(net.secrets(), env)
         labels = {"agent.env.key": key, "agent.env.base": base, "agent.env.repo": str(repo),
                   "agent.env.python": python, "agent.env.installer": installer,
@@ -218,8 +226,9 @@ def _seed_packages(python: str) -> list[str]:
 
 
 def _install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | None, date: str | None,
-                      log: Log, seed: list[str] | None = None) -> str:
-    """Locks and pins first; one uv resolution when it works, else pip step by step."""
+                      log: Log, seed: list[str] | None = None, venv: str = "") -> str:
+    """Locks and pins first; one uv resolution when it works, else pip step by step. `venv`, when given,
+    creates the virtualenv in the same exec as uv's install (one round trip fewer per build)."""
     reqs = [p.relative_to(repo).as_posix() for p in requirement_files(repo)]
     plan: dict[str, bytes] = {f"src/{r}": filtered_requirements((repo / r).read_text(errors="replace")).encode()
                               for r in reqs}
@@ -239,11 +248,12 @@ def _install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | 
         if date and not pinned:
             uv_env["UV_EXCLUDE_NEWER"] = date
             log(f"environment: no lock file or pins: resolving as of {date}")
-        script = [f"cd {SRC}"]
+        script = [f"({venv})" if venv else "true", f"cd {SRC}"]
         lock = []
         if lock_kind(repo) == "uv.lock":
-            groups = [g for g in ("test", "tests", "testing") if g in _groups(repo)]
+            groups = test_groups(repo)
             export = [UV, "export", "--frozen", "--no-hashes", "--no-emit-project", "--no-header", "--no-annotate",
+                      "--no-default-groups",
                       *(x for e in extras for x in ("--extra", e)), *(x for g in groups for x in ("--group", g)),
                       "-o", f"{PLAN}/lock.txt"]
             script += [shlex.join(export), f"grep -v -e '^-e' -e '^\\.' {PLAN}/lock.txt > {PLAN}/lock-c.txt || true"]
@@ -255,6 +265,8 @@ def _install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | 
         if code == 0:
             return "uv"
         log(f"warning: uv could not install the environment ({last_error(out)}); trying pip")
+        if venv:
+            box.must("create the virtualenv", f"test -x {VENV}/bin/python || ({venv})", env)
     box.must("make sure pip is there", f"{VENV}/bin/python -m pip --version >/dev/null 2>&1 || "
              f"{VENV}/bin/python -m ensurepip --default-pip", env)
     box.must("install pytest", shlex.join(["pip", "install", *constraints, "pytest"]), env)
@@ -270,8 +282,11 @@ def _install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | 
     return "pip"
 
 
-def _groups(repo: Path) -> set[str]:
-    return set(pyproject(repo).get("dependency-groups", {}))
+def _upgrade(dist: str, uv: str | None) -> str:
+    """The command that upgrades one distribution in the venv, past the project's pin of it."""
+    if uv:
+        return shlex.join([UV, "pip", "install", "--python", f"{VENV}/bin/python", "--upgrade", dist])
+    return shlex.join(["pip", "install", "--upgrade", dist])
 
 
 def _optional(box: BuildBox, what: str, script: str, env: dict[str, str], log: Log) -> None:

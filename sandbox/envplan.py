@@ -92,6 +92,15 @@ def constraint_files(repo: Path) -> list[Path]:
     return sorted(p for p in repo.glob("constraints*.txt") if p.is_file())
 
 
+def test_groups(repo: Path) -> list[str]:
+    """The PEP 735 groups the tests need: test/tests/testing; `dev` only where none of those exists (pytest
+    is then usually there). Not a project's other groups (typing, docs, lint: flask's mypy, pyright, ruff,
+    tox) that uv would add by default: they are not what the tests import, and cost seconds per build."""
+    groups = pyproject(repo).get("dependency-groups", {})
+    named = [g for g in ("test", "tests", "testing") if g in groups]
+    return named or (["dev"] if "dev" in groups else [])
+
+
 def dependency_groups(repo: Path) -> list[str]:
     """Requirements of the PEP 735 test groups in pyproject.toml, `include-group`s resolved."""
     groups = pyproject(repo).get("dependency-groups", {})
@@ -105,7 +114,7 @@ def dependency_groups(repo: Path) -> list[str]:
                 out += expand(item["include-group"], seen | {name})
         return out
 
-    reqs = [r for name in TEST_GROUPS if name in groups for r in expand(name, frozenset())]
+    reqs = [r for name in test_groups(repo) for r in expand(name, frozenset())]
     return list(dict.fromkeys(reqs))
 
 

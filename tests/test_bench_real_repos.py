@@ -75,3 +75,14 @@ def test_pytest_starts_tells_a_venv_whose_pytest_cannot_run(tmp_path: Path) -> N
     assert bench._pytest_starts(Path(sys.executable))
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "v")], check=True)
     assert not bench._pytest_starts(tmp_path / "v" / "bin" / "python")
+
+
+def test_pytest_crasher_names_a_period_pin_that_crashes_todays_pytest(tmp_path: Path) -> None:
+    """dateutil 2018's grading venv: py 1.5 from the dev pins, today's pytest: AttributeError: __spec__ at
+    startup, which no pytest upgrade cures; the grader graded a correct fix as failing."""
+    assert bench._pytest_crasher(Path(sys.executable)) == ""
+    venv = tmp_path / "v"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "py==1.5.4"], check=True, capture_output=True)
+    assert bench._pytest_crasher(python) == "py"

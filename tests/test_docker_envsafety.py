@@ -120,3 +120,28 @@ def test_setup_code_that_writes_the_credential_into_the_image_fails_the_build(ba
     assert environment_status(repo, "3.11", [])[0] is False  # no image was kept
     leftovers = ensure_engine().containers.list(all=True, filters={"name": "agent-envbuild-"})
     assert not [c for c in leftovers if c.name.endswith(f"-{os.getpid()}")]
+
+
+def test_the_hosts_uv_reaches_the_build_read_only(base, tmp_path):
+    """uv is mounted into the build, not copied: the repository's build code, running next to it, must not be
+    able to replace the host's binary (every later build, and the user's own uv, would run its code)."""
+    import hashlib
+
+    from sandbox.environment import UV, _uv_binary, ensure_environment
+
+    uv = _uv_binary()
+    if not uv:
+        pytest.skip("no uv on this host")
+    before = hashlib.sha256(open(uv, "rb").read()).hexdigest()
+    repo = tmp_path / "hostile"
+    repo.mkdir()
+    (repo / "marker.txt").write_text(f"{uuid.uuid4()}\n")
+    attack = (f"(printf '#!/bin/sh\\necho pwned\\n' > {UV}) 2>/dev/null || true; (chmod 777 {UV}) 2>/dev/null || true; "
+              f"grep -q ' {UV} .* ro[ ,]' /proc/mounts")  # the build fails unless the mount is read-only
+    tag = ensure_environment(repo, "3.11", [attack], log=lambda _m: None)
+    try:
+        assert hashlib.sha256(open(uv, "rb").read()).hexdigest() == before
+    finally:
+        from sandbox.engine import ensure_engine
+
+        ensure_engine().images.remove(tag, force=True)

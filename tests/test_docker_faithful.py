@@ -131,6 +131,24 @@ def test_unpinned_requirements_resolve_as_of_the_commit_date(base, tmp_path, ima
     assert (code, out) == (0, "1.15.0")
 
 
+def test_a_pinned_package_that_crashes_todays_pytest_is_upgraded(base, tmp_path, images):
+    """jmespath 2017: requirements.txt pins py==1.4.12 for nose; pytest 8 crashes on it (INTERNALERROR)
+    before running any test. pytest is what the environment adds, so the pin that breaks it gives way."""
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "nosey", {"requirements.txt": f"py==1.4.12  # {uuid.uuid4()}\nsix==1.10.0\n",
+                                      "tests/test_it.py": "import six\n\ndef test_it():\n    assert six\n"})
+    logs: list[str] = []
+    images.append(ensure_environment(repo, "3.11", [], log=logs.append))
+    code, out = run_in(repo, images[-1], "sh", "-c",
+                       "python -m pytest -q -p no:cacheprovider tests 2>&1 | tail -1; "
+                       "python -c 'import py, six; print(py.__version__, six.__version__)'")
+    assert code == 0 and "1 passed" in out.splitlines()[0], out
+    py_version, six_version = out.splitlines()[-1].split()
+    assert py_version != "1.4.12" and six_version == "1.10.0", out  # only the culprit moved
+    assert any("pytest crashes in py as pinned" in line and "upgrading py" in line for line in logs), logs
+
+
 def test_an_image_is_not_reused_across_versions_or_resolution_dates(base, tmp_path, images):
     """Same dependency files, another commit: the VCS version and the unpinned resolution's cut-off
     are part of what the image holds, so the second commit gets its own image."""
@@ -199,6 +217,34 @@ def test_src_layout_beats_a_copy_of_the_package_in_site_packages(base, tmp_path,
     images.append(ensure_environment(repo, "auto", [plant], log=lambda _m: None))
     code, out = run_in(repo, images[-1], "python", "-m", "pytest", "-q")
     assert code == 0 and "1 passed" in out, out
+
+
+# What setuptools writes for `namespace_packages=['nsx']` on a legacy (`setup.py install`) install
+_NSPKG = ("import sys, types, os;has_mfs = sys.version_info > (3, 5);p = os.path.join(sys._getframe(1).f_locals["
+          "'sitedir'], *('nsx',));importlib = has_mfs and __import__('importlib.util');has_mfs and "
+          "__import__('importlib.machinery');m = has_mfs and sys.modules.setdefault('nsx', importlib.util."
+          "module_from_spec(importlib.machinery.PathFinder.find_spec('nsx', [os.path.dirname(p)])));m = m or "
+          "sys.modules.setdefault('nsx', types.ModuleType('nsx'));mp = (m or []) and m.__dict__.setdefault("
+          "'__path__',[]);(p not in mp) and mp.append(p)\n")
+
+
+def test_a_namespace_package_an_nspkg_pth_set_up_at_startup_comes_from_the_worktree(base, tmp_path, images):
+    """jaraco.functools 2016 in Docker: pip's legacy install left a copy and its -nspkg.pth in site-packages;
+    the .pth put `jaraco` in sys.modules before PYTHONPATH mattered, so the tests ran the stale copy."""
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "ns", {
+        "nsx/__init__.py": "__path__ = __import__('pkgutil').extend_path(__path__, __name__)\n",
+        "nsx/tool.py": "WHERE = 'worktree'\n",
+        "nspkg.pth": _NSPKG,
+        "tests/test_it.py": f"# {uuid.uuid4()}\n",
+    })
+    installed = ("site=$(python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])') && "
+                 "mkdir \"$site/nsx\" && "
+                 "echo \"WHERE = 'installed'\" > \"$site/nsx/tool.py\" && cp nspkg.pth \"$site/nsx-1.0-nspkg.pth\"")
+    images.append(ensure_environment(repo, "3.11", [installed], log=lambda _m: None))
+    code, out = run_in(repo, images[-1], "python", "-c", "import nsx.tool; print(nsx.tool.WHERE, nsx.tool.__file__)")
+    assert (code, out) == (0, "worktree /repo/nsx/tool.py")
 
 
 def test_a_failed_install_is_one_line_naming_the_step_and_the_error(base, tmp_path):

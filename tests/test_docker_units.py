@@ -238,3 +238,85 @@ def test_network_only_when_a_source_is_remote(tmp_path):
     assert not local.needs_network()
     assert not HostNet(options={"index-url": f"file://{tmp_path}/simple"}).needs_network()
     assert HostNet(options={"index-url": f"file://{tmp_path}", "extra-index-url": "https://x/simple"}).needs_network()
+
+
+def _pip_config_list(env: dict[str, str]) -> dict[str, str]:
+    """What `pip config list` itself says (the way pip_options used to ask), for comparison."""
+    import re
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
+                         env=env, check=True).stdout
+    options: dict[str, str] = {}
+    for line in out.splitlines():
+        match = re.match(r"^(.+?)='(.*)'$", line.strip())
+        if match and match.group(1).rpartition(".")[0] != ":env:":
+            key = match.group(1).rpartition(".")[2]
+            if key in ("index-url", "extra-index-url", "find-links", "trusted-host", "no-index"):
+                options[key] = match.group(2)
+    return options
+
+
+@pytest.mark.parametrize("with_env_file", [False, True])
+def test_pip_options_read_the_files_pip_reads(tmp_path, with_env_file):
+    """The config files are read directly (no pip subprocess per build); the result is pip's own."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    home, xdg = tmp_path / "home", tmp_path / "xdg"
+    (xdg / "pip").mkdir(parents=True)
+    (home / ".pip").mkdir(parents=True)
+    (home / ".config" / "pip").mkdir(parents=True)
+    (xdg / "pip" / "pip.conf").write_text("[global]\nindex-url = https://global.example/simple\n"
+                                          "trusted-host = global.example\n")
+    (home / ".pip" / "pip.conf").write_text("[global]\nextra-index-url = https://legacy.example/simple\n")
+    (home / ".config" / "pip" / "pip.conf").write_text(
+        "[global]\nextra_index_url = https://user.example/simple\n[install]\nindex-url = https://install.example/s\n")
+    (tmp_path / "env.conf").write_text("[global]\nfind-links = /opt/env-wheels\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PIP_", "XDG_")) and k not in ("HOME", "PYTHONPATH")}
+    env.update(HOME=str(home), XDG_CONFIG_DIRS=str(xdg), PYTHONPATH=os.getcwd())
+    if with_env_file:
+        env["PIP_CONFIG_FILE"] = str(tmp_path / "env.conf")
+    ours = subprocess.run([sys.executable, "-c", "import json; from sandbox.envhost import pip_options; "
+                           "print(json.dumps(pip_options()))"], capture_output=True, text=True, env=env, check=True)
+    expected = _pip_config_list(env)
+    assert json.loads(ours.stdout) == expected
+    if with_env_file:  # pip skips the user's files when PIP_CONFIG_FILE names one
+        assert expected["index-url"] == "https://global.example/simple" and "extra-index-url" not in expected
+        assert expected["find-links"] == "/opt/env-wheels"
+    else:
+        assert expected["index-url"] == "https://install.example/s"
+        assert expected["extra-index-url"] == "https://user.example/simple"
+
+
+def test_test_groups_leave_out_typing_docs_and_lint(tmp_path):
+    """flask's uv default-groups add mypy, pyright, ruff, tox: seconds per build, nothing the tests import."""
+    from sandbox.envplan import dependency_groups, test_groups
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\nversion = "1"\n[dependency-groups]\ndev = ["ruff", "tox"]\n'
+        'tests = ["pytest", {include-group = "extra"}]\nextra = ["asgiref"]\ntyping = ["mypy"]\n'
+        '[tool.uv]\ndefault-groups = ["dev", "tests", "typing"]\n')
+    assert test_groups(tmp_path) == ["tests"]
+    assert dependency_groups(tmp_path) == ["pytest", "asgiref"]
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "1"\n'
+                                             '[dependency-groups]\ndev = ["pytest"]\ntyping = ["mypy"]\n')
+    assert test_groups(tmp_path) == ["dev"] and dependency_groups(tmp_path) == ["pytest"]
+
+
+def test_the_smoke_check_names_the_exception_and_the_installed_file_pytest_died_in():
+    """jmespath 2017 in Docker: pytest 8 under py 1.4.12 (pytest's own frames are not the culprit)."""
+    from sandbox.envsmoke import culprit_file, why
+
+    out = ('INTERNALERROR>   File "/opt/venv/lib/python3.9/site-packages/_pytest/main.py", line 9, in x\n'
+           'INTERNALERROR>   File "/opt/venv/lib/python3.9/site-packages/py/_path/local.py", line 137, in __new__\n'
+           'INTERNALERROR>     raise ValueError("can only pass None")\n'
+           'INTERNALERROR> ValueError: can only pass None, Path instances or non-empty strings to LocalPath\n\n'
+           '1 error in 0.03s\n')
+    assert why(out) == "ValueError: can only pass None, Path instances or non-empty strings to LocalPath"
+    assert culprit_file(out) == "/opt/venv/lib/python3.9/site-packages/py/_path/local.py"
+    assert culprit_file(out.replace("py/_path/local.py", "_pytest/python.py")) is None

@@ -98,3 +98,49 @@ def test_a_task_without_targets_where_no_test_can_run(tmp_path, agent_env):
     assert result.code == 3 and requests == []
     assert "no test can run" in _one_error_line(result.stderr)
     _nothing_left(repo, agent_env)
+
+
+def _venv_with(repo: Path, module: str, source: str) -> None:
+    """The repo's .venv (pytest from the system) holding one third-party module the project imports."""
+    venv = repo / ".venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)], check=True)
+    site = next(venv.glob("lib/python*/site-packages"))
+    (site / f"{module}.py").write_text(source)
+
+
+# A 2018 `six` under today's importlib: a meta path importer without find_spec warns at every import.
+_OLD_IMPORTER = ("import sys\n\nclass _OldImporter:\n    def find_module(self, name, path=None):\n"
+                 "        return None\n\nsys.meta_path.insert(0, _OldImporter())\n")
+_DEPRECATED_AT_IMPORT = "import warnings\n\nwarnings.warn('oldlib is deprecated', DeprecationWarning)\n"
+_DEPRECATED_CALL = ("import warnings\n\ndef old_api():\n"
+                    "    warnings.warn('old_api is deprecated', DeprecationWarning, stacklevel=2)\n    return 1\n")
+
+
+@pytest.mark.parametrize("module, source, project_line, words", [
+    pytest.param("oldsix", _OLD_IMPORTER, "import oldsix\nimport colorsys\n", "ImportWarning: _OldImporter.find_spec()",
+                 marks=pytest.mark.skipif(sys.version_info >= (3, 12), reason="3.12 dropped find_module")),
+    ("oldlib", _DEPRECATED_AT_IMPORT, "import oldlib\n", "DeprecationWarning: oldlib is deprecated"),
+], ids=["import-warning-from-importlib", "deprecation-from-a-dependency"])
+def test_a_warning_made_an_error_while_importing_a_dependency_is_an_environment_problem(
+        sample_repo, agent_env, module, source, project_line, words):
+    """The project's `filterwarnings = error` meets a dependency from another era at import (dateutil + six)."""
+    _commit(sample_repo, {"pytest.ini": "[pytest]\npythonpath = .\nfilterwarnings =\n    error\n",
+                          "shop/cart.py": project_line + (sample_repo / "shop/cart.py").read_text()})
+    _venv_with(sample_repo, module, source)
+    result, requests = _fix(sample_repo, agent_env)
+    assert result.code == 3 and requests == []
+    line = _one_error_line(result.stderr)
+    assert words in line and "while importing a module from outside the project" in line
+    assert "shop/cart.py" in line
+    _nothing_left(sample_repo, agent_env)
+
+
+def test_the_projects_own_call_of_a_deprecated_api_is_a_reproduction(sample_repo, agent_env):
+    """When the project's code calls what warns, fixing that call is the model's job, not the environment's."""
+    _commit(sample_repo, {"pytest.ini": "[pytest]\npythonpath = .\nfilterwarnings =\n    error\n",
+                          "shop/cart.py": "import oldlib\n\noldlib.old_api()\n"
+                                          + (sample_repo / "shop/cart.py").read_text()})
+    _venv_with(sample_repo, "oldlib", _DEPRECATED_CALL)
+    result, requests = _fix(sample_repo, agent_env)
+    assert requests, result.stderr
+    assert result.code == 1
