@@ -85,3 +85,30 @@ def pytest_runtest_makereport(item, call):
         report.outcome = "failed"
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.longrepr = f"Docker test skipped in CI (CI=true requires the engine and base image): {reason}"
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This process (the eval runner in-process) with a private agent home and no key or sandbox choice."""
+    monkeypatch.setenv("AGENT_HOME", str(tmp_path / "agent-home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for var in ("GLM_API_KEY", "ZAI_API_KEY", "AGENT_SANDBOX", "AGENT_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def env_image(tmp_path_factory) -> str:
+    """An environment image with pytest only, for Docker tests of a file (skips without an engine)."""
+    from sandbox.base import SandboxError
+    from sandbox.base_image import base_image_status
+    from sandbox.environment import ensure_environment
+
+    try:
+        exists, tag = base_image_status("3.11")
+    except SandboxError as exc:
+        pytest.skip(f"no Docker engine reachable: {exc}")
+    if not exists and os.geteuid() != 0:
+        pytest.skip(f"base image {tag} missing and building it needs root: run .ci/setup-docker.sh")
+    empty = tmp_path_factory.mktemp("emptyrepo")  # no dependency files: a venv with pytest only
+    return ensure_environment(empty, "3.11", [], log=lambda _m: None)

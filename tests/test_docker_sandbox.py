@@ -16,22 +16,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 OWNER = 4321  # a uid that exists nowhere: files must come back owned by it, not by root
 
 
-@pytest.fixture(scope="module")
-def env_image(tmp_path_factory) -> str:
-    from sandbox.base import SandboxError
-    from sandbox.base_image import base_image_status
-    from sandbox.environment import ensure_environment
-
-    try:
-        exists, tag = base_image_status("3.11")
-    except SandboxError as exc:
-        pytest.skip(f"no Docker engine reachable: {exc}")
-    if not exists and os.geteuid() != 0:
-        pytest.skip(f"base image {tag} missing and building it needs root: run .ci/setup-docker.sh")
-    empty = tmp_path_factory.mktemp("emptyrepo")  # no dependency files: a venv with pytest only
-    return ensure_environment(empty, "3.11", [], log=lambda _m: None)
-
-
 @pytest.fixture
 def worktree(tmp_path: Path) -> Path:
     root = tmp_path / "wt"

@@ -52,15 +52,6 @@ def instance(mirror: Path) -> Instance:
         environment_setup=EnvironmentSetup(source="git", mirror=str(mirror)))
 
 
-@pytest.fixture
-def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("AGENT_HOME", str(tmp_path / "agent-home"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    for var in ("GLM_API_KEY", "ZAI_API_KEY", "AGENT_SANDBOX", "AGENT_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    return tmp_path
-
-
 def cfg(tmp_path: Path) -> RunConfig:
     return RunConfig(work=str(tmp_path / "work"), sandbox="local", test_timeout=120)
 

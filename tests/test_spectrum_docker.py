@@ -4,7 +4,6 @@ the verdict is the same."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -31,22 +30,6 @@ def _docker_ready() -> str | None:
 
     ok, why = docker_ready()
     return None if ok else why
-
-
-@pytest.fixture(scope="module")
-def env_image(tmp_path_factory) -> str:
-    from sandbox.base import SandboxError
-    from sandbox.base_image import base_image_status
-    from sandbox.environment import ensure_environment
-
-    try:
-        exists, tag = base_image_status("3.11")
-    except SandboxError as exc:
-        pytest.skip(f"no Docker engine reachable: {exc}")
-    if not exists and os.geteuid() != 0:
-        pytest.skip(f"base image {tag} missing and building it needs root: run .ci/setup-docker.sh")
-    empty = tmp_path_factory.mktemp("emptyrepo")  # no dependency files: a venv with pytest only
-    return ensure_environment(empty, "3.11", [], log=lambda _m: None)
 
 
 def test_traced_rerun_in_the_container_finds_the_registered_rule(tmp_path: Path, env_image: str) -> None:
