@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +27,9 @@ from docker.types import Mount
 
 from sandbox.base_image import VENV, base_image_status, build_base
 from sandbox.engine import ensure_engine, owner_labels
-from sandbox.envbuild import BuildBox, last_error, tar_files, tar_tree
+from sandbox.envbuild import BuildBox, tar_files, tar_tree
 from sandbox.envhost import CA_IN_CONTAINER, HostNet, host_net, local_paths, pip_options  # noqa: F401
+from sandbox.envinstall import BUILD, DIST, PLAN, SRC, UV, install_declared, upgrade  # noqa: F401 - UV, PLAN: tests
 from sandbox.envplan import (  # noqa: F401 - re-exported: the environment's public helpers
     choose_python,
     constraint_files,
@@ -54,23 +54,19 @@ from sandbox.envplan import (  # noqa: F401 - re-exported: the environment's pub
 from sandbox.envsmoke import make_pytest_start
 
 REPOSITORY = "agent-env"
-ENV_RECIPE_VERSION = 8
+ENV_RECIPE_VERSION = 9
 AUTO = ("", "auto")
-BUILD = "/tmp/build"  # a volume under the /tmp tmpfs: never part of the image, not even as a mountpoint
-SRC = f"{BUILD}/src"
-PLAN = f"{BUILD}/plan"
-UV = f"{BUILD}/bin/uv"
 
 Log = Callable[[str], None]
 
 
 def environment_key(repo: Path, setup: list[str], base: str, version: str | None = None,
-                    date: str | None = None) -> str:
+                    date: str | None = None, python: str | None = None) -> str:
     """A hash of what decides the image's content: the dependency files, the setup commands, the base,
     and, where they reach the build, the VCS version (baked into the project's metadata) and the commit
     date (the resolver's cut-off when nothing pins the versions)."""
     digest = hashlib.sha256(f"v{ENV_RECIPE_VERSION}\0{base}\0".encode())
-    for part, value in build_inputs(repo, setup, version, date).items():
+    for part, value in build_inputs(repo, setup, version, date, python).items():
         digest.update(f"{part}\0{value}\0".encode())
     for cmd in setup:
         digest.update(b"setup\0" + cmd.encode() + b"\0")
@@ -79,12 +75,13 @@ def environment_key(repo: Path, setup: list[str], base: str, version: str | None
     return digest.hexdigest()[:16]
 
 
-def build_inputs(repo: Path, setup: list[str], version: str | None, date: str | None) -> dict[str, str]:
+def build_inputs(repo: Path, setup: list[str], version: str | None, date: str | None,
+                 python: str | None = None) -> dict[str, str]:
     """The version and date a build would use, only where they change what it installs."""
     out: dict[str, str] = {}
     if version and version_environment(repo, version):
         out["version"] = version
-    if date and not setup and lock_kind(repo) is None and not fully_pinned(repo):
+    if date and not setup and lock_kind(repo) is None and not fully_pinned(repo, python):
         out["date"] = date
     return out
 
@@ -98,7 +95,8 @@ def environment_status(repo: Path, python: str | None = "auto", setup: list[str]
                        version: str | None = None, date: str | None = None) -> tuple[bool, str]:
     """(exists, tag) of the environment image the repo needs now (`version`, `date` as for ensure_environment)."""
     base_ok, base = base_image_status(resolve_python(repo, python))
-    tag = f"{REPOSITORY}:{environment_key(Path(repo), setup or [], base, version, date)}"
+    python = resolve_python(repo, python)
+    tag = f"{REPOSITORY}:{environment_key(Path(repo), setup or [], base, version, date, python)}"
     if not base_ok:
         return False, tag
     try:
@@ -119,7 +117,7 @@ def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str]
     setup = list(setup or [])
     python = resolve_python(repo, python)
     base = build_base(python, log=log)  # a no-op when present; builds (root, ~1 min) when missing
-    key = environment_key(repo, setup, base, version, date)
+    key = environment_key(repo, setup, base, version, date, python)
     tag = f"{REPOSITORY}:{key}"
     client = ensure_engine()
     try:
@@ -156,12 +154,12 @@ def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str]
         if setup or not uv:
             box.must("create the virtualenv", venv, env)
         installer = (_run_setup(box, setup, env, uv) if setup
-                     else _install_declared(repo, box, env, uv, date, log, seed=_seed_packages(python),
-                                            venv="" if not uv else venv))
+                     else install_declared(repo, box, env, uv, date, python, log, seed=_seed_packages(python),
+                                           venv="" if not uv else venv))
         finish = f"{_STRIP_SELF}\n{_PTH_SCRIPT}\nfind /var/tmp -mindepth 1 -delete 2>/dev/null || true"
-        if not setup and (lock_kind(repo) or fully_pinned(repo) or constraint_files(repo)):
+        if not setup and (lock_kind(repo) or fully_pinned(repo, python) or constraint_files(repo)):
             # pins are what the developers had, who did not always run pytest: it must start here
-            upgraded = make_pytest_start(box, env, lambda dist: _upgrade(dist, uv), log, then=finish)
+            upgraded = make_pytest_start(box, env, lambda dist: upgrade(dist, uv), log, then=finish)
             installer += "".join(f", upgraded {d}" for d in upgraded)
         else:
             box.must("keep only the project's metadata, link the worktree", finish, env)
@@ -225,76 +223,6 @@ def _seed_packages(python: str) -> list[str]:
     return ["pip"] + (["setuptools", "wheel"] if minor < 12 else [])
 
 
-def _install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | None, date: str | None,
-                      log: Log, seed: list[str] | None = None, venv: str = "") -> str:
-    """Locks and pins first; one uv resolution when it works, else pip step by step. `venv`, when given,
-    creates the virtualenv in the same exec as uv's install (one round trip fewer per build)."""
-    reqs = [p.relative_to(repo).as_posix() for p in requirement_files(repo)]
-    plan: dict[str, bytes] = {f"src/{r}": filtered_requirements((repo / r).read_text(errors="replace")).encode()
-                              for r in reqs}
-    pins, pipfile = lock_pins(repo), pipfile_requirements(repo)
-    plan["plan/constraints.txt"] = ("\n".join(pins) + "\n").encode()
-    plan["plan/pipfile.txt"] = ("\n".join(pipfile) + "\n").encode()
-    box.put(BUILD, tar_files(plan))
-    constraints = (["-c", f"{PLAN}/constraints.txt"] if pins else []) + [
-        x for p in constraint_files(repo) for x in ("-c", f"{SRC}/{p.name}")]
-    pipfile_args = ["-r", f"{PLAN}/pipfile.txt"] if pipfile else []
-    extras = test_extras(repo)
-    project = [f"{SRC}[{','.join(extras)}]" if extras else SRC] if is_installable(repo) else []
-    loose = dependency_groups(repo) + tox_deps(repo) + tool_dev_dependencies(repo)
-    pinned = lock_kind(repo) is not None or fully_pinned(repo)
-    if uv:
-        uv_env = dict(env)
-        if date and not pinned:
-            uv_env["UV_EXCLUDE_NEWER"] = date
-            log(f"environment: no lock file or pins: resolving as of {date}")
-        script = [f"({venv})" if venv else "true", f"cd {SRC}"]
-        lock = []
-        if lock_kind(repo) == "uv.lock":
-            groups = test_groups(repo)
-            export = [UV, "export", "--frozen", "--no-hashes", "--no-emit-project", "--no-header", "--no-annotate",
-                      "--no-default-groups",
-                      *(x for e in extras for x in ("--extra", e)), *(x for g in groups for x in ("--group", g)),
-                      "-o", f"{PLAN}/lock.txt"]
-            script += [shlex.join(export), f"grep -v -e '^-e' -e '^\\.' {PLAN}/lock.txt > {PLAN}/lock-c.txt || true"]
-            lock = ["-r", f"{PLAN}/lock.txt", "-c", f"{PLAN}/lock-c.txt"]
-        install = [UV, "pip", "install", "--python", f"{VENV}/bin/python", *constraints, *lock, *(seed or []), "pytest",
-                   *(x for r in reqs for x in ("-r", f"{SRC}/{r}")), *pipfile_args, *project, *loose]
-        script.append(shlex.join(install))
-        code, out = box.run("install dependencies (uv)", " && ".join(script), uv_env)
-        if code == 0:
-            return "uv"
-        log(f"warning: uv could not install the environment ({last_error(out)}); trying pip")
-        if venv:
-            box.must("create the virtualenv", f"test -x {VENV}/bin/python || ({venv})", env)
-    box.must("make sure pip is there", f"{VENV}/bin/python -m pip --version >/dev/null 2>&1 || "
-             f"{VENV}/bin/python -m ensurepip --default-pip", env)
-    box.must("install pytest", shlex.join(["pip", "install", *constraints, "pytest"]), env)
-    for rel in reqs:
-        _optional(box, f"pip install -r {rel}",
-                  shlex.join(["pip", "install", *constraints, "-r", f"{SRC}/{rel}"]), env, log)
-    if pipfile:
-        _optional(box, "pip install Pipfile.lock", shlex.join(["pip", "install", *pipfile_args]), env, log)
-    if project:
-        box.must("pip install the project", shlex.join(["pip", "install", *constraints, *project]), env)
-    if loose:
-        _optional(box, "pip install test dependencies", shlex.join(["pip", "install", *constraints, *loose]), env, log)
-    return "pip"
-
-
-def _upgrade(dist: str, uv: str | None) -> str:
-    """The command that upgrades one distribution in the venv, past the project's pin of it."""
-    if uv:
-        return shlex.join([UV, "pip", "install", "--python", f"{VENV}/bin/python", "--upgrade", dist])
-    return shlex.join(["pip", "install", "--upgrade", dist])
-
-
-def _optional(box: BuildBox, what: str, script: str, env: dict[str, str], log: Log) -> None:
-    code, out = box.run(what, script, env)
-    if code != 0:
-        log(f"warning: {what} exited {code} ({last_error(out)}); continuing without it")
-
-
 _PTH_SCRIPT = (
     "site=$(python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])') && "
     f"printf '/repo\\n' > $site/agent_worktree.pth && if [ -d {SRC}/src ]; then printf '/repo/src\\n' "
@@ -302,7 +230,7 @@ _PTH_SCRIPT = (
 )
 
 
-# Find the distribution pip installed from the copied source (its direct_url.json names it) and
+# Find the distribution installed from the copied source or its wheel (direct_url.json names it) and
 # delete its code, keeping its .dist-info (version, entry points) and console scripts: with the
 # .pth pointing at the mounted worktree this is what an editable install gives.
 _STRIP_SELF = (
@@ -310,8 +238,8 @@ _STRIP_SELF = (
     "import json, os\n"
     "from importlib import metadata\n"
     "for dist in metadata.distributions():\n"
-    "    raw = dist.read_text('direct_url.json')\n"
-    f"    if not raw or json.loads(raw).get('url', '').rstrip('/') != 'file://{SRC}':\n"
+    "    url = json.loads(dist.read_text('direct_url.json') or '{}').get('url', '').rstrip('/')\n"
+    f"    if url != 'file://{SRC}' and not url.startswith('file://{DIST}/'):\n"
     "        continue\n"
     "    dirs = set()\n"
     "    for rel in dist.files or []:\n"

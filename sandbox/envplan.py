@@ -12,19 +12,27 @@ import configparser
 import json
 import re
 import tomllib
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sandbox.importroots import import_roots as roots_of
-from sandbox.releases import RELEASES
+from sandbox.releases import RELEASED, RELEASES
 
 DEP_GLOBS = ("pyproject.toml", "setup.cfg", "setup.py", "tox.ini", "*requirements*.txt", "requirements/*.txt",
              "constraints*.txt", "uv.lock", "poetry.lock", "pdm.lock", "Pipfile", "Pipfile.lock", ".python-version")
 TEST_EXTRAS = ("test", "tests", "testing")
 TEST_GROUPS = ("dev", "test", "tests", "testing")
 DEFAULT_PYTHON = "3.11"
+# The test runner and the packaging tools, with what they import: the environment's machinery, not the
+# project's code. Resolved as of an old commit they can predate the sandbox's Python (pytest 2.9 and
+# setuptools 20 do not start on Python 3.11), so they are never taken older than that Python's release.
+TOOLCHAIN = ("pytest", "pluggy", "iniconfig", "packaging", "pyparsing", "attrs", "py", "tomli", "toml",
+             "exceptiongroup", "colorama", "atomicwrites", "more-itertools", "wcwidth", "typing-extensions",
+             "importlib-metadata", "zipp", "pip", "setuptools", "wheel")
 # In a requirements/ folder only these are what tests need (not docs, packaging or type checks).
 _WANTED_IN_DIR = re.compile(r"test|base|common|main|prod|install|^requirements\.txt$")
+_PY_NAMED = re.compile(r"(?:^|[-_.]|requirements)(py|python)?([23])[._]?(\d{0,2})$", re.IGNORECASE)
 _PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*===?\s*[^\s,;]+\s*(;.*)?$")
 
 
@@ -76,16 +84,31 @@ def _tox(repo: Path) -> configparser.ConfigParser | None:
     return parser
 
 
-def requirement_files(repo: Path) -> list[Path]:
-    """The requirements files to install: root ones except docs, and test/base ones in requirements/."""
+def requirement_files(repo: Path, python: str | None = None) -> list[Path]:
+    """The requirements files to install: root ones except docs, and test/base ones in requirements/;
+    not those written for another Python (jmespath's `requirements26.txt`: Python 2.6's backports)."""
     wanted = []
     for path in dependency_files(repo):
-        if path.suffix != ".txt" or path.name.startswith("constraints"):
+        if path.suffix != ".txt" or path.name.startswith("constraints") or for_another_python(path.name, python):
             continue
         at_root = path.parent == repo
         if (at_root and "doc" not in path.name) or (not at_root and _WANTED_IN_DIR.search(path.name)):
             wanted.append(path)
     return wanted
+
+
+def for_another_python(name: str, python: str | None) -> bool:
+    """Does a requirements file's name say it is for a Python other than `python` (`requirements26.txt`,
+    `requirements-py27.txt`, `requirements-3.8.txt`)? Python 2 files always are: no sandbox runs Python 2."""
+    match = _PY_NAMED.search(Path(name).stem)
+    if not match:
+        return False
+    tagged, major, minor = match.group(1), match.group(2), match.group(3)
+    if not (tagged or minor):  # `requirements2.txt` may be a second file, `requirements_py2.txt` is not
+        return False
+    if major == "2":
+        return True
+    return bool(python and minor) and python != f"{major}.{minor}"
 
 
 def constraint_files(repo: Path) -> list[Path]:
@@ -215,12 +238,25 @@ def pipfile_requirements(repo: Path) -> list[str]:
     return out
 
 
-def fully_pinned(repo: Path) -> bool:
-    """Do the requirement files pin every line (`==`)? Then no date cut-off is needed."""
-    files = requirement_files(repo)
+def fully_pinned(repo: Path, python: str | None = None) -> bool:
+    """Do the requirement files (for `python`) pin every line (`==`)? Then no date cut-off is needed."""
+    files = requirement_files(repo, python)
     lines = [ln.split(" #", 1)[0].strip() for f in files for ln in f.read_text(errors="replace").splitlines()]
     reqs = [ln for ln in lines if ln and not ln.startswith(("#", "-"))]
     return bool(reqs) and all(_PIN.match(r) for r in reqs)
+
+
+def toolchain_cutoffs(date: str, python: str) -> dict[str, str]:
+    """`package -> cut-off` for the toolchain when the commit (`date`) predates `python`'s release; else {}."""
+    released = RELEASED.get(python)
+    if not released or _instant(date) >= _instant(released):
+        return {}
+    return {name: released for name in TOOLCHAIN}
+
+
+def _instant(stamp: str) -> datetime:
+    moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # --- the Python of the sandbox ----------------------------------------------------------------

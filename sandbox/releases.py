@@ -1,3 +1,6 @@
-"""Which Debian release carries which Python: the base images the sandbox can build."""
+"""Which Debian release carries which Python: the base images the sandbox can build, and when each
+Python was released (nothing installed for it should be older than the tools that run on it)."""
 
 RELEASES: dict[str, str] = {"3.9": "bullseye", "3.11": "bookworm", "3.13": "trixie"}
+RELEASED: dict[str, str] = {"3.9": "2020-10-05T00:00:00Z", "3.11": "2022-10-24T00:00:00Z",
+                            "3.13": "2024-10-07T00:00:00Z"}

@@ -277,3 +277,52 @@ def test_cli_reports_a_failed_environment_build_as_exit_3_with_its_cause(base, t
     assert f"environment build failed: pip install the project exited 1: cannot build: needs libfoo-{marker}" \
         in result.stderr
     assert "no test matches" not in result.stderr
+
+
+def test_an_old_setup_py_project_installs_with_uv_as_of_its_date(base, tmp_path, images):
+    """jaraco.functools and dateutil, 2016-2018: setup_requires=['setuptools_scm'] resolved as of the
+    commit gave a setuptools that does not start on Python 3.11, so uv failed and pip took a minute with
+    today's versions. The project is built by today's backend; its dependencies stay as of the commit;
+    pytest and setuptools are as of the Python's release; a Python 2.6 requirements file is left out."""
+    from sandbox.environment import ensure_environment
+
+    repo = write(tmp_path / "oldscm", {
+        "setup.py": "import setuptools\nsetuptools.setup(name='oldscm', use_scm_version=True, packages=['oldscm'],\n"
+                    f"    setup_requires=['setuptools_scm'], install_requires=['six'])  # {uuid.uuid4()}\n",
+        "requirements26.txt": "ordereddict==1.1\nunittest2==0.5.1\n",
+        "oldscm/__init__.py": "import six\n",
+        "tests/test_it.py": "from importlib.metadata import version\n\ndef test_it():\n"
+                            "    assert version('oldscm') == '1.4.2'\n",
+    })
+    logs: list[str] = []
+    images.append(ensure_environment(repo, "3.11", [], log=logs.append, version="1.4.2",
+                                     date="2016-03-10T10:06:48-05:00"))
+    assert logs[-1].endswith("(uv)"), logs  # one resolution: no step-by-step, no pip
+    code, out = run_in(repo, images[-1], "sh", "-c", "python -m pytest -q -p no:cacheprovider tests 2>&1 | tail -1; "
+                       "python -c 'import six, pytest, setuptools; print(six.__version__, pytest.__version__, "
+                       "setuptools.__version__)'; pip list 2>/dev/null | grep -ci -e ordereddict -e unittest2 || true")
+    lines = out.splitlines()
+    assert code == 0 and "1 passed" in lines[0], out
+    six_version, pytest_version, setuptools_version = lines[1].split()
+    assert six_version == "1.10.0", out  # as of 2016
+    assert int(pytest_version.split(".")[0]) >= 7 and int(setuptools_version.split(".")[0]) >= 65, out
+    assert lines[2] == "0", out
+
+
+def test_a_requirements_file_that_cannot_install_is_left_out_with_uv_step_by_step(base, tmp_path, images):
+    from sandbox.environment import ensure_environment
+
+    missing = f"no-such-package-{uuid.uuid4().hex[:10]}"
+    repo = write(tmp_path / "partial", {
+        "pyproject.toml": '[project]\nname = "partial"\nversion = "0.1"\ndependencies = ["six"]\n',
+        "partial/__init__.py": "import six\n",
+        "requirements-dev.txt": f"{missing}==1.0\n",
+        "tests/test_it.py": "import partial\n\ndef test_it():\n    assert partial.six\n",
+    })
+    logs: list[str] = []
+    images.append(ensure_environment(repo, "3.11", [], log=logs.append))
+    assert logs[-1].endswith("(uv, step by step)"), logs
+    assert any(line.startswith("warning: installing -r requirements-dev.txt with uv exited")
+               and missing in line for line in logs), logs
+    code, out = run_in(repo, images[-1], "python", "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert code == 0 and "1 passed" in out, out

@@ -320,3 +320,34 @@ def test_the_smoke_check_names_the_exception_and_the_installed_file_pytest_died_
     assert why(out) == "ValueError: can only pass None, Path instances or non-empty strings to LocalPath"
     assert culprit_file(out) == "/opt/venv/lib/python3.9/site-packages/py/_path/local.py"
     assert culprit_file(out.replace("py/_path/local.py", "_pytest/python.py")) is None
+
+
+@pytest.mark.parametrize(("name", "python", "other"), [
+    ("requirements26.txt", "3.11", True), ("requirements-py27.txt", None, True), ("requirements_py2.txt", "3.9", True),
+    ("requirements-3.8.txt", "3.9", True), ("requirements-310.txt", "3.9", True), ("requirements-3.9.txt", "3.9", False),
+    ("requirements-py3.txt", "3.11", False), ("requirements2.txt", "3.11", False), ("dev-requirements.txt", "3.11", False),
+    ("requirements-3.8.txt", None, False)])
+def test_requirements_files_for_another_python_are_recognised_by_name(name, python, other):
+    from sandbox.envplan import for_another_python
+
+    assert for_another_python(name, python) is other
+
+
+def test_requirement_files_leave_out_python_2_backports(tmp_path):
+    from sandbox.envplan import fully_pinned, requirement_files
+
+    (tmp_path / "requirements.txt").write_text("six==1.10.0\n")
+    (tmp_path / "requirements26.txt").write_text("ordereddict\n")
+    assert [p.name for p in requirement_files(tmp_path, "3.9")] == ["requirements.txt"]
+    assert fully_pinned(tmp_path, "3.9")  # the unpinned 2.6 file does not count
+
+
+def test_the_toolchain_is_never_older_than_the_sandboxs_python():
+    from sandbox.envplan import TOOLCHAIN, toolchain_cutoffs
+    from sandbox.releases import RELEASED
+
+    old = toolchain_cutoffs("2016-03-10T10:06:48-05:00", "3.11")
+    assert set(old) == set(TOOLCHAIN) and set(old.values()) == {RELEASED["3.11"]}
+    assert {"pytest", "pluggy", "setuptools", "pip"} <= set(old)
+    assert toolchain_cutoffs("2024-01-01T00:00:00+00:00", "3.11") == {}
+    assert toolchain_cutoffs("2024-01-01T00:00:00Z", "3.13") == toolchain_cutoffs("2024-01-01", "3.13") != {}
