@@ -40,6 +40,7 @@ from evals.materialize import GIT_ENV, apply_patch, git, materialize
 from evals.oracle import ORACLE_KEY, oracle_server
 from evals.runner import RunConfig, agent_env, fix_command, read_trajectory
 from sandbox.envsmoke import culprit_file
+from sandbox.releases import RELEASED
 from sandbox.worktreesite import ROOTS_VAR, write_site
 
 AGENT_SRC = Path(__file__).resolve().parent.parent
@@ -51,10 +52,6 @@ SETUPS = {"a": "local, project installed editable in the active venv",
 BOOT = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'agent'; "
         "runpy.run_module('agent.cli', run_name='__main__', alter_sys=True)")
 TEST_NAMES = ("test", "tests", "testing")
-# first release of each Python: a commit older than the running Python gets pytest as of this date when
-# its own does not start
-PYTHON_RELEASED = {(3, 10): "2021-10-04", (3, 11): "2022-10-24", (3, 12): "2023-10-02", (3, 13): "2024-10-07",
-                   (3, 14): "2025-10-07"}
 BUILT = re.compile(r"environment (\S+) built in ([\d.]+) s")
 
 
@@ -223,7 +220,7 @@ def make_venv(venv: Path, repo: Path, opts: Options, with_agent: bool) -> str:
     if not opts.offline and not _pytest_starts(python):
         # the commit's pytest predates this Python (py's apipkg of 2021 fails on 3.11): the pytest of the
         # day this Python was released, the oldest a developer could have run these tests with on it
-        released = PYTHON_RELEASED.get(sys.version_info[:2], "")
+        released = RELEASED.get("{}.{}".format(*sys.version_info[:2]), "")[:10]
         _pip(python, ["--upgrade", "pytest"], opts, asof=(released, asof[1]))
         note += f"pytest as of the commit does not start on this Python: pytest as of {released or 'today'}; "
     for _ in range(3 if not opts.offline else 0):

@@ -6,9 +6,9 @@ still with uv: pytest and the project must install, each requirements file, the 
 and the loose test dependencies may fail with a warning. pip, step by step, is the last resort
 (no uv on the host, or a required step uv cannot do).
 
-Unpinned resolutions are cut off at the commit's date (uv's exclude-newer), except the toolchain
-(pytest, pip, setuptools and what they import), which is never older than the sandbox's Python:
-their releases from before it do not start on it.
+Unpinned resolutions are cut off at the commit's date (uv's exclude-newer), or at the release of the
+sandbox's Python when the commit is older: releases from before an interpreter often do not run on
+it. The project itself is then built by today's backend, for the same reason.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from sandbox.envplan import (
     lock_pins,
     pipfile_requirements,
     requirement_files,
+    resolution_date,
     test_extras,
     test_groups,
     tool_dev_dependencies,
-    toolchain_cutoffs,
     tox_deps,
 )
 
@@ -72,11 +72,10 @@ def install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | N
     if uv:
         uv_args, wheel = list(constraints), []
         if date and lock_kind(repo) is None and not fully_pinned(repo, python):
-            cutoffs = toolchain_cutoffs(date, python)
-            uv_args += ["--exclude-newer", date, *(x for name, when in cutoffs.items()
-                                                  for x in ("--exclude-newer-package", f"{name}={when}"))]
-            log(f"environment: no lock file or pins: resolving as of {date}"
-                + (f" (pytest, pip and setuptools as of Python {python}'s release)" if cutoffs else ""))
+            cutoff = resolution_date(date, python)
+            uv_args += ["--exclude-newer", cutoff]
+            log(f"environment: no lock file or pins: resolving as of {cutoff}"
+                + (f" (Python {python}'s release; the commit is of {date})" if cutoff != date else ""))
             if project:  # built by today's backend (one from the commit's date may not run on this Python)
                 wheel = [shlex.join([UV, "build", "-q", "--wheel", "--python", f"{VENV}/bin/python", "-o", DIST,
                                      SRC])]

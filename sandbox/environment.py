@@ -45,6 +45,7 @@ from sandbox.envplan import (  # noqa: F401 - re-exported: the environment's pub
     pipfile_requirements,
     pyproject,
     requirement_files,
+    resolution_date,
     test_extras,
     test_groups,
     tool_dev_dependencies,
@@ -82,7 +83,7 @@ def build_inputs(repo: Path, setup: list[str], version: str | None, date: str | 
     if version and version_environment(repo, version):
         out["version"] = version
     if date and not setup and lock_kind(repo) is None and not fully_pinned(repo, python):
-        out["date"] = date
+        out["date"] = resolution_date(date, python) if python else date
     return out
 
 

@@ -24,12 +24,6 @@ DEP_GLOBS = ("pyproject.toml", "setup.cfg", "setup.py", "tox.ini", "*requirement
 TEST_EXTRAS = ("test", "tests", "testing")
 TEST_GROUPS = ("dev", "test", "tests", "testing")
 DEFAULT_PYTHON = "3.11"
-# The test runner and the packaging tools, with what they import: the environment's machinery, not the
-# project's code. Resolved as of an old commit they can predate the sandbox's Python (pytest 2.9 and
-# setuptools 20 do not start on Python 3.11), so they are never taken older than that Python's release.
-TOOLCHAIN = ("pytest", "pluggy", "iniconfig", "packaging", "pyparsing", "attrs", "py", "tomli", "toml",
-             "exceptiongroup", "colorama", "atomicwrites", "more-itertools", "wcwidth", "typing-extensions",
-             "importlib-metadata", "zipp", "pip", "setuptools", "wheel")
 # In a requirements/ folder only these are what tests need (not docs, packaging or type checks).
 _WANTED_IN_DIR = re.compile(r"test|base|common|main|prod|install|^requirements\.txt$")
 _PY_NAMED = re.compile(r"(?:^|[-_.]|requirements)(py|python)?([23])[._]?(\d{0,2})$", re.IGNORECASE)
@@ -246,12 +240,13 @@ def fully_pinned(repo: Path, python: str | None = None) -> bool:
     return bool(reqs) and all(_PIN.match(r) for r in reqs)
 
 
-def toolchain_cutoffs(date: str, python: str) -> dict[str, str]:
-    """`package -> cut-off` for the toolchain when the commit (`date`) predates `python`'s release; else {}."""
+def resolution_date(date: str, python: str) -> str:
+    """The cut-off of an unpinned resolution: the commit's date, but never before `python`'s release.
+    Releases older than the interpreter often do not run on it (hypothesis 3.56 of 2018 fails to import
+    on Python 3.8+, pytest 2.9 and setuptools 20 on 3.11): who ran these tests on this Python had at
+    least the versions of its release."""
     released = RELEASED.get(python)
-    if not released or _instant(date) >= _instant(released):
-        return {}
-    return {name: released for name in TOOLCHAIN}
+    return released if released and _instant(date) < _instant(released) else date
 
 
 def _instant(stamp: str) -> datetime:

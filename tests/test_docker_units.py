@@ -323,10 +323,11 @@ def test_the_smoke_check_names_the_exception_and_the_installed_file_pytest_died_
 
 
 @pytest.mark.parametrize(("name", "python", "other"), [
-    ("requirements26.txt", "3.11", True), ("requirements-py27.txt", None, True), ("requirements_py2.txt", "3.9", True),
-    ("requirements-3.8.txt", "3.9", True), ("requirements-310.txt", "3.9", True), ("requirements-3.9.txt", "3.9", False),
-    ("requirements-py3.txt", "3.11", False), ("requirements2.txt", "3.11", False), ("dev-requirements.txt", "3.11", False),
-    ("requirements-3.8.txt", None, False)])
+    ("requirements26.txt", "3.11", True), ("requirements-py27.txt", None, True),
+    ("requirements_py2.txt", "3.9", True), ("requirements-3.8.txt", "3.9", True),
+    ("requirements-310.txt", "3.9", True), ("requirements-3.9.txt", "3.9", False),
+    ("requirements-py3.txt", "3.11", False), ("requirements2.txt", "3.11", False),
+    ("dev-requirements.txt", "3.11", False), ("requirements-3.8.txt", None, False)])
 def test_requirements_files_for_another_python_are_recognised_by_name(name, python, other):
     from sandbox.envplan import for_another_python
 
@@ -342,12 +343,11 @@ def test_requirement_files_leave_out_python_2_backports(tmp_path):
     assert fully_pinned(tmp_path, "3.9")  # the unpinned 2.6 file does not count
 
 
-def test_the_toolchain_is_never_older_than_the_sandboxs_python():
-    from sandbox.envplan import TOOLCHAIN, toolchain_cutoffs
+def test_an_old_commit_resolves_as_of_the_sandboxs_python_not_before():
+    from sandbox.envplan import resolution_date
     from sandbox.releases import RELEASED
 
-    old = toolchain_cutoffs("2016-03-10T10:06:48-05:00", "3.11")
-    assert set(old) == set(TOOLCHAIN) and set(old.values()) == {RELEASED["3.11"]}
-    assert {"pytest", "pluggy", "setuptools", "pip"} <= set(old)
-    assert toolchain_cutoffs("2024-01-01T00:00:00+00:00", "3.11") == {}
-    assert toolchain_cutoffs("2024-01-01T00:00:00Z", "3.13") == toolchain_cutoffs("2024-01-01", "3.13") != {}
+    assert resolution_date("2016-03-10T10:06:48-05:00", "3.11") == RELEASED["3.11"]
+    assert resolution_date("2018-07-02T12:15:13-04:00", "3.9") == RELEASED["3.9"]
+    assert resolution_date("2024-01-01T00:00:00+00:00", "3.11") == "2024-01-01T00:00:00+00:00"
+    assert resolution_date("2024-01-01", "3.13") == RELEASED["3.13"]
