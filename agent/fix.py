@@ -29,6 +29,7 @@ from agent.task import Task
 from agent.verify import Verification, verify
 from sandbox.importroots import import_roots
 from sandbox.pytest_runs import TestRun, is_test_file, run_pytest
+from sandbox.versionfile import write_version_files
 from tools.base import ToolContext, ToolLimits
 from tools.registry import fix_tools
 
@@ -92,6 +93,9 @@ def run_fix(options: FixOptions, progress: Callable[[str], None]) -> tuple[dict[
     notes = preflight(settings, run.api_key, user_root, probes)  # key, endpoint, sandbox: before anything is made
     run_dir = run.open(task.slug)
     worktree = gitops.create_worktree(repo, task.slug, run_dir / "worktree")
+    worktree.generated = write_version_files(worktree.path, gitops.describe_version(repo.root))
+    for rel in worktree.generated:  # git-ignored output of the project's build, which the tests import
+        progress(f"wrote {rel} from git describe, as the project's build does")
     fix = _Fix(run, task, worktree, user_root, options, scopes, notes)
     for usage in probes:  # after the start event: the probe is the run's first spend
         run.charge_probe(usage)

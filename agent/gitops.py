@@ -93,6 +93,7 @@ class Worktree:
     user_tree_dirty: bool
     git_dir: Path  # <common>/worktrees/<name>, recorded when git made it
     pointer: bytes = field(repr=False)  # the `.git` file exactly as git wrote it
+    generated: list[str] = field(default_factory=list)  # files the agent wrote as a build would: never committed
 
 
 @dataclass(frozen=True)
@@ -322,7 +323,7 @@ def changed_paths(worktree: Worktree) -> list[str]:
     tracked = run_bytes(worktree.path, "diff", "--name-only", "-z", "--no-renames", worktree.base_commit)
     untracked = run_bytes(worktree.path, "ls-files", "--others", "--exclude-standard", "-z")
     names = [os.fsdecode(n) for n in (tracked + b"\0" + untracked).split(b"\0") if n]
-    return sorted(set(names))
+    return sorted(set(names) - set(worktree.generated))
 
 
 def base_bytes(worktree: Worktree, path: str) -> bytes | None:
@@ -333,7 +334,7 @@ def base_bytes(worktree: Worktree, path: str) -> bytes | None:
 
 def commit_all(worktree: Worktree, message: str) -> str | None:
     """Commit every change in the worktree; returns the new commit, or None if nothing changed."""
-    run(worktree.path, "add", "--all", write=True)
+    run(worktree.path, "add", "--all", "--", ".", *(f":(exclude,literal){g}" for g in worktree.generated), write=True)
     if call(worktree.path, "diff", "--cached", "--quiet").returncode == 0:
         return None
     run(worktree.path, "commit", "--quiet", "--no-verify", "-m", message, write=True, env=AGENT_IDENTITY)
