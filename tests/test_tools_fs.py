@@ -405,5 +405,5 @@ def test_edit_miss_on_a_big_file_is_fast_and_finds_the_block(ctx, repo):
     old = "".join(body.splitlines(keepends=True)[2500:2510]).replace("compute", "compte")
     started = time.perf_counter()
     obs = call(ctx, "edit", path="src/big.py", old=old, new="x")
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 20.0  # a guard against a quadratic search (minutes), not a timing
     assert obs.text.splitlines()[1].startswith("--- lines 2501-2510")

@@ -36,6 +36,11 @@ def call(ctx: ToolContext, name: str, **args):
     return dispatch(by_name(fix_tools()), name, json.dumps(args), ctx)
 
 
+# A guard against hanging (a blocked open, a walk that never stops), not a speed check: speed is what
+# the benchmarks measure, and a loaded runner must not fail these.
+HANG = 30.0
+
+
 def _timed(ctx: ToolContext, name: str, **args):
     started = time.monotonic()
     obs = call(ctx, name, **args)
@@ -50,7 +55,7 @@ def test_a_fifo_is_refused_without_blocking(ctx, repo, tool, args):
     os.mkfifo(repo / "src" / "pipe.py")  # opening it for reading would wait for a writer forever
     obs, took = _timed(ctx, tool, path="src/pipe.py", **args)
     assert not obs.ok and obs.text.startswith("refused:"), obs.text
-    assert took < 5
+    assert took < HANG, took
     assert "regular file" in obs.text or "already exists" in obs.text
 
 
@@ -77,7 +82,7 @@ def test_search_over_a_12_mb_line_is_fast_and_bounded(ctx, repo):
     finally:
         tracemalloc.stop()
     assert obs.ok and obs.text.startswith("src/dump.txt:1: [a line over 65536 bytes; the match is at byte")
-    assert took < 3, took
+    assert took < HANG, took
     assert peak < 8_000_000, peak  # the old reader held the whole JSON line, several times over
 
 
@@ -93,7 +98,7 @@ def test_search_stops_ripgrep_after_enough_matches(ctx, repo):
     assert lines[:5] == [f"src/many.txt:{n}: hit" for n in range(1, 6)]
     assert lines[5].startswith(f"[over {search_module.COUNT_BEYOND} more matches not shown")
     assert obs.data == {"matches": 5 + search_module.COUNT_BEYOND, "shown": 5}
-    assert took < 3, took
+    assert took < HANG, took
     assert peak < 8_000_000, peak
 
 
@@ -103,7 +108,7 @@ def test_search_has_a_timeout(ctx, repo, monkeypatch):
     for n in range(40):
         (repo / "src" / f"big{n}.txt").write_text(("a" * 200 + "\n") * 50_000)
     obs, took = _timed(ctx, "search", pattern="a{150}b", path="src")
-    assert took < 3, took
+    assert took < HANG, took
     assert "search stopped after 0.3s" in obs.text
 
 
