@@ -203,6 +203,10 @@ def fix(
     sandbox: SandboxOpt = None,
     allow_test_edits: Annotated[bool, _opt("Let the agent edit test files (otherwise they are read-only).",
                                            "off", "--allow-test-edits", envvar="AGENT_ALLOW_TEST_EDITS")] = False,
+    mirror_local: Annotated[bool, _opt("Docker: build the environment with the package versions of this "
+                                       "project's local venv (the repo's .venv, or the active one if it has "
+                                       "the project installed).", "[sandbox] mirror_local",
+                                       "--mirror-local", envvar="AGENT_MIRROR_LOCAL")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Make failing tests pass on a new branch, in a sandbox, within a budget."""
@@ -211,6 +215,7 @@ def fix(
     overrides = _run_overrides(base_url=base_url, model=model, profile=profile, mode=mode, max_turns=max_turns,
                                max_cost_usd=max_cost_usd, max_tokens=max_tokens, max_seconds=max_seconds,
                                sandbox=sandbox)
+    overrides["sandbox.mirror_local"] = True if mirror_local else None
     options = FixOptions(task=task, repo=repo, tests=list(test), scopes=list(scope), overrides=overrides,
                          mode=mode, allow_test_edits=allow_test_edits)
     report, code = _guarded(lambda: run_fix(options, _progress))

@@ -72,6 +72,7 @@ class PolicySettings(_Section):
 class SandboxSettings(_Section):
     kind: Literal["docker", "local"] = "docker"
     python: str = "auto"
+    mirror_local: bool = False
     setup: list[str] = []
     test_command: str = "python -m pytest"
     test_timeout: float = 300
@@ -146,6 +147,7 @@ ENV_KEYS: dict[str, tuple[str, str]] = {
     "MAX_FINDINGS": ("review", "max_findings"),
     "CRITICAL": ("policy", "critical"),
     "SETUP": ("sandbox", "setup"),
+    "MIRROR_LOCAL": ("sandbox", "mirror_local"),
 }
 # Settings that hold lists: their variables are split on commas and newlines.
 LIST_KEYS = {("policy", "critical"), ("sandbox", "setup")}

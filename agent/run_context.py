@@ -10,6 +10,7 @@ path out of a run, Ctrl-C and our own bugs included, still writes report.json an
 from __future__ import annotations
 
 import os
+import re
 import time
 import traceback
 from collections.abc import Callable
@@ -45,6 +46,33 @@ def default_client(settings: Settings, api_key: str | None) -> Any:
     return client_from_settings(settings, api_key)
 
 
+def _local_versions(settings: Settings, root: Path, checkout: Path, log: Callable[[str], None],
+                    version: str | None, date: str | None) -> tuple[str, list[str] | None]:
+    """(Python, pins) of the user's working local environment when `[sandbox] mirror_local` asks to build
+    the Docker one like it; when it does not and that environment exists, a one-line offer, once per image."""
+    from sandbox.environment import environment_status
+    from sandbox.envplan import dist_name
+    from sandbox.localpins import pins, project_environment, venv_python
+    from sandbox.releases import RELEASES
+
+    python = settings.sandbox.python
+    venv = project_environment(checkout, os.environ.get("VIRTUAL_ENV"))
+    if venv is None:
+        return python, None
+    if not settings.sandbox.mirror_local:
+        if not environment_status(root, python, settings.sandbox.setup, version=version, date=date)[0]:
+            log(f"hint: {venv} is this project's local environment; --mirror-local (or [sandbox] mirror_local) "
+                "builds the Docker one with its package versions")
+        return python, None
+    local_python = venv_python(venv)
+    if python.strip().lower() in ("", "auto") and local_python in RELEASES:
+        python = local_python
+    skip = {"glm-agent", re.sub(r"[-_.]+", "-", dist_name(root) or "").lower()}
+    found = pins(venv, skip)
+    log(f"environment: as {venv} has it: {len(found)} package versions (Python {local_python or '?'})")
+    return python, found
+
+
 def make_sandbox(settings: Settings, root: Path, *, env_root: Path | None = None, read_only: bool = False,
                  build: bool = True, log: Callable[[str], None] = lambda line: None) -> Sandbox:
     """The one sandbox factory: `settings.sandbox` decides kind, interpreter, image and limits.
@@ -66,12 +94,13 @@ def make_sandbox(settings: Settings, root: Path, *, env_root: Path | None = None
     # keyed by the tree the tests run on (HEAD's files), not the user's dirty checkout; the version and
     # date come from host git: the build gets no `.git`
     version, date = describe_version(root), commit_date(root)
+    python, pins = settings.sandbox.python, None
     if build:
-        image = ensure_environment(root, settings.sandbox.python, settings.sandbox.setup, log=log,
-                                   version=version, date=date)
+        python, pins = _local_versions(settings, root, env_root or root, log, version, date)
+        image = ensure_environment(root, python, settings.sandbox.setup, log=log, version=version, date=date,
+                                   pins=pins)
     else:
-        exists, image = environment_status(root, settings.sandbox.python, settings.sandbox.setup,
-                                           version=version, date=date)
+        exists, image = environment_status(root, python, settings.sandbox.setup, version=version, date=date)
         if not exists:
             raise SandboxError(f"no environment image {image} for these dependency files (none is built here)")
     return DockerSandbox(root, image=image, read_only=read_only, memory=settings.sandbox.memory,

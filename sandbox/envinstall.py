@@ -48,19 +48,22 @@ Step = tuple[str, str, bool]  # what, the installer's arguments (shell words), r
 
 
 def install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | None, date: str | None,
-                     python: str, log: Log, seed: list[str] | None = None, venv: str = "") -> str:
+                     python: str, log: Log, seed: list[str] | None = None, venv: str = "",
+                     pins: list[str] | None = None) -> str:
     """Locks and pins first; one uv resolution when it works, else step by step. `venv`, when given,
     creates the virtualenv in the same exec as uv's install (one round trip fewer per build). Returns
     how it was installed, for the image's label and the build's last log line."""
     reqs = [p.relative_to(repo).as_posix() for p in requirement_files(repo, python)]
     plan: dict[str, bytes] = {f"src/{r}": filtered_requirements((repo / r).read_text(errors="replace")).encode()
                               for r in reqs}
-    pins, pipfile = lock_pins(repo), pipfile_requirements(repo)
-    plan["plan/constraints.txt"] = ("\n".join(pins) + "\n").encode()
+    locked, pipfile = lock_pins(repo), pipfile_requirements(repo)
+    plan["plan/constraints.txt"] = ("\n".join(locked) + "\n").encode()
+    plan["plan/local.txt"] = ("\n".join(pins or []) + "\n").encode()
     plan["plan/pipfile.txt"] = ("\n".join(pipfile) + "\n").encode()
     box.put(BUILD, tar_files(plan))
-    constraints = (["-c", f"{PLAN}/constraints.txt"] if pins else []) + [
-        x for p in constraint_files(repo) for x in ("-c", f"{SRC}/{p.name}")]
+    constraints = (["-c", f"{PLAN}/constraints.txt"] if locked else []) + [
+        x for p in constraint_files(repo) for x in ("-c", f"{SRC}/{p.name}")] + (
+        ["-c", f"{PLAN}/local.txt"] if pins else [])
     extras = test_extras(repo)
     project = [f"{SRC}[{','.join(extras)}]" if extras else SRC] if is_installable(repo) else []
     loose = dependency_groups(repo) + tox_deps(repo) + tool_dev_dependencies(repo)
@@ -71,7 +74,9 @@ def install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | N
                          *([("test dependencies", shlex.join(loose), False)] if loose else [])]
     if uv:
         uv_args, wheel = list(constraints), []
-        if date and lock_kind(repo) is None and not fully_pinned(repo, python):
+        if pins:
+            log(f"environment: {len(pins)} package versions as the local environment has them")
+        elif date and lock_kind(repo) is None and not fully_pinned(repo, python):
             cutoff = resolution_date(date, python)
             uv_args += ["--exclude-newer", cutoff]
             log(f"environment: no lock file or pins: resolving as of {cutoff}"

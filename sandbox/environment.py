@@ -62,12 +62,12 @@ Log = Callable[[str], None]
 
 
 def environment_key(repo: Path, setup: list[str], base: str, version: str | None = None,
-                    date: str | None = None, python: str | None = None) -> str:
+                    date: str | None = None, python: str | None = None, pins: list[str] | None = None) -> str:
     """A hash of what decides the image's content: the dependency files, the setup commands, the base,
-    and, where they reach the build, the VCS version (baked into the project's metadata) and the commit
-    date (the resolver's cut-off when nothing pins the versions)."""
+    and, where they reach the build, the VCS version (baked into the project's metadata), the commit
+    date (the resolver's cut-off when nothing pins the versions) and a local environment's versions."""
     digest = hashlib.sha256(f"v{ENV_RECIPE_VERSION}\0{base}\0".encode())
-    for part, value in build_inputs(repo, setup, version, date, python).items():
+    for part, value in build_inputs(repo, setup, version, date, python, pins).items():
         digest.update(f"{part}\0{value}\0".encode())
     for cmd in setup:
         digest.update(b"setup\0" + cmd.encode() + b"\0")
@@ -77,12 +77,14 @@ def environment_key(repo: Path, setup: list[str], base: str, version: str | None
 
 
 def build_inputs(repo: Path, setup: list[str], version: str | None, date: str | None,
-                 python: str | None = None) -> dict[str, str]:
-    """The version and date a build would use, only where they change what it installs."""
+                 python: str | None = None, pins: list[str] | None = None) -> dict[str, str]:
+    """The version, date and local pins a build would use, only where they change what it installs."""
     out: dict[str, str] = {}
     if version and version_environment(repo, version):
         out["version"] = version
-    if date and not setup and lock_kind(repo) is None and not fully_pinned(repo, python):
+    if pins and not setup:
+        out["local"] = "\n".join(pins)
+    elif date and not setup and lock_kind(repo) is None and not fully_pinned(repo, python):
         out["date"] = resolution_date(date, python) if python else date
     return out
 
@@ -93,11 +95,12 @@ def resolve_python(repo: Path, python: str | None) -> str:
 
 
 def environment_status(repo: Path, python: str | None = "auto", setup: list[str] | None = None, *,
-                       version: str | None = None, date: str | None = None) -> tuple[bool, str]:
+                       version: str | None = None, date: str | None = None,
+                       pins: list[str] | None = None) -> tuple[bool, str]:
     """(exists, tag) of the environment image the repo needs now (`version`, `date` as for ensure_environment)."""
     base_ok, base = base_image_status(resolve_python(repo, python))
     python = resolve_python(repo, python)
-    tag = f"{REPOSITORY}:{environment_key(Path(repo), setup or [], base, version, date, python)}"
+    tag = f"{REPOSITORY}:{environment_key(Path(repo), setup or [], base, version, date, python, pins)}"
     if not base_ok:
         return False, tag
     try:
@@ -108,17 +111,19 @@ def environment_status(repo: Path, python: str | None = "auto", setup: list[str]
 
 
 def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str] | None = None,
-                       log: Log = print, *, version: str | None = None, date: str | None = None) -> str:
+                       log: Log = print, *, version: str | None = None, date: str | None = None,
+                       pins: list[str] | None = None) -> str:
     """Tag of the repo's environment image, built only when its key is new.
 
     `version` is the project's version at HEAD (from the host's git: the build has no `.git`);
-    `date` is HEAD's commit date, the resolver's cut-off when nothing pins the versions.
+    `date` is HEAD's commit date, the resolver's cut-off when nothing pins the versions; `pins`, the
+    `name==version` lines of the user's local environment to build this one like (sandbox.localpins).
     """
     repo = Path(repo).resolve()
     setup = list(setup or [])
     python = resolve_python(repo, python)
     base = build_base(python, log=log)  # a no-op when present; builds (root, ~1 min) when missing
-    key = environment_key(repo, setup, base, version, date, python)
+    key = environment_key(repo, setup, base, version, date, python, pins)
     tag = f"{REPOSITORY}:{key}"
     client = ensure_engine()
     try:
@@ -156,7 +161,7 @@ def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str]
             box.must("create the virtualenv", venv, env)
         installer = (_run_setup(box, setup, env, uv) if setup
                      else install_declared(repo, box, env, uv, date, python, log, seed=_seed_packages(python),
-                                           venv="" if not uv else venv))
+                                           venv="" if not uv else venv, pins=pins))
         finish = f"{_STRIP_SELF}\n{_PTH_SCRIPT}\nfind /var/tmp -mindepth 1 -delete 2>/dev/null || true"
         if not setup and (lock_kind(repo) or fully_pinned(repo, python) or constraint_files(repo)):
             # pins are what the developers had, who did not always run pytest: it must start here
