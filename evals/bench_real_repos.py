@@ -1,4 +1,4 @@
-"""Real repositories through `agent fix` with the oracle model, in the three setups users have (issue 14).
+"""Real repositories through `agent fix` with the oracle model, in the setups users have (issue 14).
 
 Each instance (evals/data/real_repos.jsonl, built by evals/real_instances.py from libraries' own
 bug-fix commits) becomes a user's checkout: the base commit plus the fix's tests, committed. Then:
@@ -7,6 +7,7 @@ bug-fix commits) becomes a user's checkout: the base commit plus the fix's tests
      plus its test dependencies) active as VIRTUAL_ENV; the agent comes from this source tree
   b  local sandbox, the agent installed into that same kind of venv (pip install -e <agent>), its `agent`
   c  Docker sandbox, the agent from this source tree and nothing but the repository
+  d  Docker sandbox with --mirror-local, setup a's venv active: the environment is built with its versions
 
 The oracle (evals/oracle.py) replays the gold patch through the agent's tools, so what is measured
 is the pipeline: environment, reproduction, verification, report. Each branch is graded without the
@@ -47,7 +48,8 @@ AGENT_SRC = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "real_repos.jsonl"
 SETUPS = {"a": "local, project installed editable in the active venv",
           "b": "local, the agent installed into the project's venv",
-          "c": "docker, from the repository alone"}
+          "c": "docker, from the repository alone",
+          "d": "docker, built like the user's venv of setup a (--mirror-local)"}
 # Runs `agent` from a source tree without putting that tree on the PYTHONPATH the tests inherit.
 BOOT = ("import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'agent'; "
         "runpy.run_module('agent.cli', run_name='__main__', alter_sys=True)")
@@ -289,8 +291,8 @@ def _last_line(text: str) -> str:
 
 def agent_argv(setup: str, inst: Instance, repo: Path, url: str, venv: Path, opts: Options) -> list[str]:
     shown = dataclasses.replace(inst, test_patch="")  # the tests are in the user's checkout: targets, not hidden
-    cfg = RunConfig(work=str(opts.work), sandbox="docker" if setup == "c" else "local")
-    args = fix_command(shown, repo, url, cfg)[3:]  # from "fix" on
+    cfg = RunConfig(work=str(opts.work), sandbox="docker" if setup in ("c", "d") else "local")
+    args = fix_command(shown, repo, url, cfg)[3:] + (["--mirror-local"] if setup == "d" else [])  # from "fix" on
     if setup == "b":
         return [str(venv / "bin" / "agent"), *args]
     return [sys.executable, "-c", BOOT, str(opts.agent_src), *args]
@@ -300,7 +302,7 @@ def run_env(setup: str, home: Path, venv: Path) -> dict[str, str]:
     env = agent_env(home, ORACLE_KEY, "docker")  # no PYTHONPATH: the user's shell has none
     for key in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME"):
         env.pop(key, None)
-    if setup in ("a", "b"):
+    if setup in ("a", "b", "d"):
         env["VIRTUAL_ENV"] = str(venv)
         env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     return env
