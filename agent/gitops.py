@@ -334,7 +334,9 @@ def base_bytes(worktree: Worktree, path: str) -> bytes | None:
 
 def commit_all(worktree: Worktree, message: str) -> str | None:
     """Commit every change in the worktree; returns the new commit, or None if nothing changed."""
-    run(worktree.path, "add", "--all", "--", ".", *(f":(exclude,literal){g}" for g in worktree.generated), write=True)
+    run(worktree.path, "add", "--all", write=True)
+    if worktree.generated:  # unstaged by name: an exclude pathspec naming an ignored file fails `git add`
+        run(worktree.path, "reset", "--quiet", "--", *(f":(literal){g}" for g in worktree.generated), write=True)
     if call(worktree.path, "diff", "--cached", "--quiet").returncode == 0:
         return None
     run(worktree.path, "commit", "--quiet", "--no-verify", "-m", message, write=True, env=AGENT_IDENTITY)

@@ -27,9 +27,10 @@ def scm_repo(tmp_path: Path, version_file: str, extra: dict[str, str] | None = N
     return repo
 
 
-def test_the_worktree_gets_the_version_file_and_the_branch_does_not(tmp_path, agent_env):
-    repo = scm_repo(tmp_path, "shop/_version.py")
-    # what `pip install -e .` left in the user's checkout (untracked; not even git-ignored here)
+@pytest.mark.parametrize("ignored", [True, False], ids=["git-ignored", "not-ignored"])
+def test_the_worktree_gets_the_version_file_and_the_branch_does_not(tmp_path, agent_env, ignored):
+    repo = scm_repo(tmp_path, "shop/_version.py", {".gitignore": "shop/_version.py\n"} if ignored else None)
+    # what `pip install -e .` left in the user's checkout (untracked; git-ignored as projects do, or not)
     (repo / "shop" / "_version.py").write_text("__version__ = version = '0.0.0+users-checkout'\n")
     with FakeGLM(turns=fixing_script(), api_key=TEST_KEY) as server:
         result = run_cli(fix_args(repo, server), agent_env)
