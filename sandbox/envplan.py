@@ -334,13 +334,10 @@ def choose_python(repo: Path, available: list[str] | None = None) -> str:
 # --- where the worktree's code is imported from ------------------------------------------------
 
 def import_roots(repo: Path) -> list[str]:
-    """Directories (relative; "." is the root) that hold the project's top-level packages, best first:
-    the same directories as the local sandbox's (sandbox.importroots), declared package dirs first,
-    then `src`, then the root."""
+    """Directories (relative; "." is the root) that hold the project's top-level packages, in the local
+    sandbox's order (sandbox.importroots: the root, `src`, the declared package dirs): one rule for both."""
     base = Path(repo).resolve()
-    found = [p.relative_to(base).as_posix() or "." for p in roots_of(base)]
-    declared = [r for r in found if r not in (".", "src")]
-    return declared + (["src"] if "src" in found else []) + ["."]
+    return [p.relative_to(base).as_posix() or "." for p in roots_of(base)]
 
 
 # --- versions from VCS -------------------------------------------------------------------------

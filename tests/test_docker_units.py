@@ -151,15 +151,18 @@ def test_choose_python_from_the_project(tmp_path, files, expected):
     assert choose_python(tmp_path) == expected
 
 
-def test_import_roots_put_declared_package_dirs_first(tmp_path):
+def test_import_roots_are_the_local_sandboxs_in_the_same_order(tmp_path):
     from sandbox.envplan import import_roots
+    from sandbox.importroots import import_roots as local_roots
 
     (tmp_path / "lib" / "pkg").mkdir(parents=True)
     (tmp_path / "src").mkdir()
     (tmp_path / "setup.cfg").write_text("[options]\npackage_dir =\n    =lib\n")
-    assert import_roots(tmp_path) == ["lib", "src", "."]
+    assert import_roots(tmp_path) == [".", "src", "lib"]
+    assert [tmp_path.resolve() / r if r != "." else tmp_path.resolve() for r in import_roots(tmp_path)] \
+        == local_roots(tmp_path)
     (tmp_path / "pyproject.toml").write_text('[tool.setuptools.package-dir]\n"" = "../escape"\n')
-    assert import_roots(tmp_path) == ["lib", "src", "."]
+    assert import_roots(tmp_path) == [".", "src", "lib"]
 
 
 def test_lock_pins_from_poetry_and_pipfile_locks(tmp_path):
