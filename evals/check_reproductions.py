@@ -32,6 +32,7 @@ from evals.instances import Instance
 from evals.materialize import apply_patch, git, materialize
 from evals.reproductions import decode_list, structural_problems
 from sandbox.pytest_runs import REPORT_FLAGS, parse_outcomes
+from sandbox.versionfile import write_version_files
 
 DATA = Path(__file__).parent / "data"
 SETS = {"bugs": DATA / "bugs.jsonl", "real": DATA / "real_repos.jsonl"}
@@ -77,9 +78,18 @@ def verdict(outcomes: dict[str, str], tests: list[str], wanted: str) -> str:
     return "yes"
 
 
+def with_version_file(root: Path) -> None:
+    """The git-ignored version module a VCS-versioned build generates (humanize imports its
+    `_version.py`): a fresh checkout lacks it, and every test would error at import."""
+    from agent.gitops import describe_version
+
+    write_version_files(root, describe_version(root))
+
+
 def reset(root: Path, commit: str) -> None:
     git(root, "checkout", "-q", "-f", commit)
     git(root, "clean", "-qfdx")
+    with_version_file(root)
 
 
 def check(record: dict[str, Any], work: Path, python: str) -> Row:
@@ -95,6 +105,7 @@ def check(record: dict[str, Any], work: Path, python: str) -> Row:
     shutil.rmtree(root, ignore_errors=True)
     try:
         materialize(inst, root)
+        with_version_file(root)
         head = git(root, "rev-parse", "HEAD").strip()
         if not apply_patch(root, record["reproduction_patch"]):
             row.note = "reproduction_patch does not apply at base_commit"

@@ -26,7 +26,7 @@ def test_instance_reproduction_keeps_the_rules(record):
 
 
 def test_every_instance_has_a_reproduction():
-    assert len(RECORDS) == 63  # 27 bundled, 36 real commits
+    assert len(RECORDS) == 66  # 27 bundled, 39 real commits
     assert all(json.loads(r["REPRO_TESTS"]) for r in RECORDS)
 
 
