@@ -165,9 +165,19 @@ def grade_tree(root: Path, inst: Instance, kind: str, timeout: float) -> dict[st
             and all(p2p.values()), "test_seconds": run.duration, "timed_out": run.timed_out}
 
 
+def _checkout(inst: Instance, grade_dir: Path, config: RunConfig) -> Path:
+    """The base commit for grading, with the version file its build generates (as the agent's worktree)."""
+    from agent.gitops import describe_version
+    from sandbox.versionfile import write_version_files
+
+    repo = materialize(inst, grade_dir, _cache(config))
+    write_version_files(repo, describe_version(repo))
+    return repo
+
+
 def grade(inst: Instance, model_patch: str, grade_dir: Path, config: RunConfig) -> dict[str, Any]:
     """SWE-bench's verdict: the model patch and then the test patch applied to base_commit."""
-    repo = materialize(inst, grade_dir, _cache(config))
+    repo = _checkout(inst, grade_dir, config)
     if not apply_patch(repo, model_patch):
         return {"resolved": False, "patch_applies": False, "FAIL_TO_PASS": {}, "PASS_TO_PASS": {}}
     for path in patch_files(inst.test_patch, deleted=True):  # as SWE-bench: the test patch's files as at base
@@ -186,7 +196,7 @@ def grade_reproduction(inst: Instance, model_patch: str, grade_dir: Path, config
     at least one of them fails (not errors) on the base code and passes on the branch."""
     from agent.reproduction_phase import defined_tests, is_reproduction_file
 
-    repo = materialize(inst, grade_dir, _cache(config))
+    repo = _checkout(inst, grade_dir, config)
     files = [f for f in patch_files(model_patch) if is_reproduction_file(f)]
     base = {f: (repo / f).read_text(encoding="utf-8") if (repo / f).is_file() else "" for f in files}
     if not files or not apply_patch(repo, model_patch, include=files):
