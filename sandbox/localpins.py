@@ -64,7 +64,8 @@ def installs(venv: Path, checkout: Path) -> bool:
 def project_environment(checkout: Path, active: str | None) -> Path | None:
     """The local environment to mirror: the checkout's `.venv`, else `active` when it installs the project."""
     local = Path(checkout) / ".venv"
-    if (local / "pyvenv.cfg").is_file():
+    # a `.venv` that leads out of the checkout (a link the repository may carry) is not read
+    if (local / "pyvenv.cfg").is_file() and local.resolve().is_relative_to(Path(checkout).resolve()):
         return local.resolve()
     if active and (Path(active) / "pyvenv.cfg").is_file() and installs(Path(active), checkout):
         return Path(active).resolve()

@@ -54,6 +54,15 @@ def test_the_project_environment_is_the_repos_venv_or_an_active_one_that_install
     assert project_environment(checkout, str(users)) == local.resolve()
 
 
+
+def test_a_venv_link_out_of_the_checkout_is_not_read(tmp_path):
+    checkout = tmp_path / "shop"
+    checkout.mkdir()
+    elsewhere = fake_venv(tmp_path / "another-project-venv", {"private-tool": "1.0"})
+    (checkout / ".venv").symlink_to(elsewhere)  # committed by the repository, or left by anyone
+    assert project_environment(checkout, None) is None
+
+
 @pytest.mark.docker
 @pytest.mark.slow
 def test_mirror_local_builds_the_docker_environment_with_the_local_versions(base, tmp_path, agent_env):
