@@ -205,7 +205,7 @@ def fix(
                                            "off", "--allow-test-edits", envvar="AGENT_ALLOW_TEST_EDITS")] = False,
     mirror_local: Annotated[bool, _opt("Docker: build the environment with the package versions of this "
                                        "project's local venv (the repo's .venv, or the active one if it has "
-                                       "the project installed).", "[sandbox] mirror_local",
+                                       "the project installed).", "off; [sandbox] mirror_local",
                                        "--mirror-local", envvar="AGENT_MIRROR_LOCAL")] = False,
     json_out: JsonOpt = False,
 ) -> None:

@@ -173,7 +173,7 @@ def test_fix_help_shows_every_default_and_version(agent_env):
         assert f"[default: {default}]" in line, line
     assert "<bool>" not in text and "<list[str]>" not in text and "<str>" not in text
     options = [line for line in text.splitlines() if line.startswith("│ --")]
-    assert len(options) == 15 and all("[default:" in line for line in options if "--help" not in line)
+    assert len(options) == 16 and all("[default:" in line for line in options if "--help" not in line)
     summary = run_cli(["summary", "--help"], env).stdout
     assert "[default: 2048]" in summary and "(default:  " not in summary
     version = run_cli(["--version"], env)
