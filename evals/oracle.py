@@ -35,8 +35,9 @@ def _side(lines: list[str], keep: str) -> list[str]:
     return [line[1:] for line in lines if line[:1] in (" ", keep)]
 
 
-def edit_for(hunk: Hunk, text: str) -> tuple[str, str]:
-    """(old, new) for one hunk: the changed region plus the fewest context lines that make `old` unique."""
+def edit_for(hunk: Hunk, text: str, at: int | None = None) -> tuple[str, str]:
+    """(old, new) for one hunk: the changed region plus the fewest context lines that make `old` unique;
+    `at`, the hunk's first line (0-based) in `text`, lets the file's lines beyond the hunk's context help."""
     changed = [i for i, line in enumerate(hunk.lines) if line[:1] in "-+"]
     first, last = changed[0], changed[-1] + 1
     for extra in range(len(hunk.lines) + 1):
@@ -48,8 +49,16 @@ def edit_for(hunk: Hunk, text: str) -> tuple[str, str]:
             old, new = "\n".join(_side(region, "-")), "\n".join(_side(region, "+"))
             if old.strip() and text.count(old) == 1:
                 return old, new
-    region = hunk.lines  # not unique even whole: as unique as the patch makes it
-    return "\n".join(_side(region, "-")), "\n".join(_side(region, "+"))
+    old, new = _side(hunk.lines, "-"), _side(hunk.lines, "+")
+    if at is not None:  # not unique even whole (two functions with the same lines): the file's own lines
+        lines = text.split("\n")  # around the hunk's place widen it until it is
+        for grow in range(1, len(lines)):
+            lo, hi = max(0, at - grow), min(len(lines), at + len(old) + grow)
+            before, after = lines[lo:at], lines[at + len(old):hi]
+            wide = "\n".join(before + old + after)
+            if lines[at:at + len(old)] == old and text.count(wide) == 1:
+                return wide, "\n".join(before + new + after)
+    return "\n".join(old), "\n".join(new)
 
 
 def enclosing_function(source: str, line: int) -> str | None:
@@ -120,11 +129,13 @@ def plan_turns(patch: str, root: Path, summary: str = "Applied the fix.",
             turns.append({"reasoning": f"Read {fp.path} around the suspect lines.",
                           "tool_calls": [{"name": "view", "arguments": {"path": fp.path, "start": start,
                                                                         "end": end}}]})
+        shift = 0  # lines the hunks replayed so far added to this file
         for hunk in fp.hunks:
-            old, new = edit_for(hunk, text)
+            old, new = edit_for(hunk, text, hunk.old_start - 1 + shift)
             if not old:
                 raise ValueError(f"{fp.path}: a hunk without context cannot be replayed as an edit")
             text = text.replace(old, new, 1)
+            shift += len(_side(hunk.lines, "+")) - len(_side(hunk.lines, "-"))
             turns.append({"reasoning": "Fix it.", "tool_calls": [
                 {"name": "edit", "arguments": {"path": fp.path, "old": old, "new": new}}]})
     turns.append({"reasoning": "Check the tests.", "tool_calls": [{"name": "run_tests", "arguments": {}}]})
