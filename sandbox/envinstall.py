@@ -56,14 +56,15 @@ def install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | N
     reqs = [p.relative_to(repo).as_posix() for p in requirement_files(repo, python)]
     plan: dict[str, bytes] = {f"src/{r}": filtered_requirements((repo / r).read_text(errors="replace")).encode()
                               for r in reqs}
-    locked, pipfile = lock_pins(repo), pipfile_requirements(repo)
+    # a local environment to mirror is what the user runs: its versions replace the lock's and the pins'
+    locked, pipfile = ([] if pins else lock_pins(repo)), pipfile_requirements(repo)
     plan["plan/constraints.txt"] = ("\n".join(locked) + "\n").encode()
     plan["plan/local.txt"] = ("\n".join(pins or []) + "\n").encode()
     plan["plan/pipfile.txt"] = ("\n".join(pipfile) + "\n").encode()
     box.put(BUILD, tar_files(plan))
-    constraints = (["-c", f"{PLAN}/constraints.txt"] if locked else []) + [
-        x for p in constraint_files(repo) for x in ("-c", f"{SRC}/{p.name}")] + (
-        ["-c", f"{PLAN}/local.txt"] if pins else [])
+    constraints = (["-c", f"{PLAN}/local.txt"] if pins else
+                   (["-c", f"{PLAN}/constraints.txt"] if locked else []) + [
+                       x for p in constraint_files(repo) for x in ("-c", f"{SRC}/{p.name}")])
     extras = test_extras(repo)
     project = [f"{SRC}[{','.join(extras)}]" if extras else SRC] if is_installable(repo) else []
     loose = dependency_groups(repo) + tox_deps(repo) + tool_dev_dependencies(repo)
@@ -84,7 +85,7 @@ def install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | N
             if project:  # built by today's backend (one from the commit's date may not run on this Python)
                 wheel = [shlex.join([UV, "build", "-q", "--wheel", "--python", f"{VENV}/bin/python", "-o", DIST,
                                      SRC])]
-        lock = _uv_lock(repo, extras)
+        lock = [] if pins else _uv_lock(repo, extras)
         uv_steps = [("pytest", shlex.join([*(seed or []), "pytest"]), True), *steps[1:]]
         if lock:
             uv_args += ["-c", f"{PLAN}/lock-c.txt"]

@@ -91,3 +91,26 @@ def test_mirror_local_builds_the_docker_environment_with_the_local_versions(base
         assert versions[1] == "1.15.0" and versions[0] != "1.15.0", versions
     finally:
         subprocess.run(["docker", "rmi", "-f", *images], capture_output=True)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_the_local_versions_replace_the_lock_files(base, tmp_path):
+    """tomlkit: poetry.lock pins one pytest, the user's venv has another; mirroring the venv must not
+    make the two constraints collide (the build failed: no solution)."""
+    from sandbox.engine import ensure_engine
+    from sandbox.environment import ensure_environment
+
+    repo = tmp_path / "locked"
+    repo.mkdir()
+    (repo / "requirements.txt").write_text(f"six  # {uuid.uuid4()}\n")
+    (repo / "poetry.lock").write_text('[[package]]\nname = "six"\nversion = "1.16.0"\n')
+    logs: list[str] = []
+    tag = ensure_environment(repo, "3.11", [], log=logs.append, pins=["six==1.15.0"])
+    try:
+        out = subprocess.run(["docker", "run", "--rm", "--network", "none", tag, "python", "-c",
+                              "import six; print(six.__version__)"], capture_output=True, text=True, timeout=120)
+        assert out.stdout.strip() == "1.15.0", out
+        assert logs[-1].endswith("(uv)"), logs
+    finally:
+        ensure_engine().images.remove(tag, force=True)
