@@ -28,28 +28,15 @@ from docker.types import Mount
 from sandbox.base_image import VENV, base_image_status, build_base
 from sandbox.engine import ensure_engine, owner_labels
 from sandbox.envbuild import BuildBox, tar_files, tar_tree
-from sandbox.envhost import CA_IN_CONTAINER, HostNet, host_net, local_paths, pip_options  # noqa: F401
-from sandbox.envinstall import BUILD, DIST, PLAN, SRC, UV, install_declared, upgrade  # noqa: F401 - UV, PLAN: tests
-from sandbox.envplan import (  # noqa: F401 - re-exported: the environment's public helpers
+from sandbox.envhost import HostNet, host_net
+from sandbox.envinstall import BUILD, DIST, PLAN, SRC, UV, install_declared, upgrade
+from sandbox.envplan import (
     choose_python,
     constraint_files,
     dependency_files,
-    dependency_groups,
-    dist_name,
-    filtered_requirements,
     fully_pinned,
-    import_roots,
-    is_installable,
     lock_kind,
-    lock_pins,
-    pipfile_requirements,
-    pyproject,
-    requirement_files,
     resolution_date,
-    test_extras,
-    test_groups,
-    tool_dev_dependencies,
-    tox_deps,
     version_environment,
 )
 from sandbox.envsmoke import make_pytest_start

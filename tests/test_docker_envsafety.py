@@ -127,7 +127,8 @@ def test_the_hosts_uv_reaches_the_build_read_only(base, tmp_path):
     able to replace the host's binary (every later build, and the user's own uv, would run its code)."""
     import hashlib
 
-    from sandbox.environment import UV, _uv_binary, ensure_environment
+    from sandbox.envinstall import UV
+    from sandbox.environment import _uv_binary, ensure_environment
 
     uv = _uv_binary()
     if not uv:

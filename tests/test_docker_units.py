@@ -7,16 +7,9 @@ from pathlib import Path
 import pytest
 
 from sandbox.base_image import alias_tag, apt_mirror, base_tag, recipe_hash
-from sandbox.environment import (
-    CA_IN_CONTAINER,
-    dependency_files,
-    environment_key,
-    filtered_requirements,
-    host_net,
-    is_installable,
-    local_paths,
-    tox_deps,
-)
+from sandbox.envhost import CA_IN_CONTAINER, host_net, local_paths
+from sandbox.environment import environment_key
+from sandbox.envplan import dependency_files, filtered_requirements, is_installable, tox_deps
 
 
 def test_apt_mirror_from_deb822_skips_security_and_third_party(tmp_path, monkeypatch):

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from evals.instances import EnvironmentSetup, Instance, dump_instances
+from evals.instances import Instance, dump_instances
 from evals.materialize import git as mgit
 from evals.runner import RunConfig, grade, grade_reproduction
-from evals.sample_repo import BUGGY_LINE, FIXED_LINE, TARGET, make_sample_repo
-from tests.test_evals_pipeline import PASSING, diff_of
+from evals.sample_repo import FIXED_LINE, TARGET, make_sample_repo
+from tests.test_evals_pipeline import diff_of, shop_instance
 
 REPRO_FILE = "tests/test_issue_discount.py"
 REPRO_TEST = f"{REPRO_FILE}::test_ten_percent_leaves_ninety"
@@ -46,15 +46,10 @@ def mirror(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def instance(mirror: Path) -> Instance:
-    return Instance(
-        instance_id="shop__discount-description", repo="local/shop",
-        base_commit=mgit(mirror, "rev-parse", "HEAD").strip(),
-        problem_statement=f"`{TARGET}` fails: a 10% discount takes off far too much.",
+    return shop_instance(
+        mirror, "shop__discount-description",
         issue_statement="A 10% discount takes off the whole price instead of a tenth of it.",
-        FAIL_TO_PASS=[TARGET], PASS_TO_PASS=PASSING,
-        patch=diff_of(mirror, {"shop/cart.py": (BUGGY_LINE, FIXED_LINE)}),
-        reproduction_patch=new_file_diff(mirror, REPRO_FILE, REPRO_TEXT), REPRO_TESTS=[REPRO_TEST],
-        environment_setup=EnvironmentSetup(source="git", mirror=str(mirror)))
+        reproduction_patch=new_file_diff(mirror, REPRO_FILE, REPRO_TEXT), REPRO_TESTS=[REPRO_TEST])
 
 
 def cfg(tmp_path: Path, task: str = "description") -> RunConfig:

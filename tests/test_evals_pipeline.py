@@ -42,14 +42,19 @@ def mirror(tmp_path: Path) -> Path:
     return make_sample_repo(tmp_path / "mirror")
 
 
-@pytest.fixture
-def instance(mirror: Path) -> Instance:
+def shop_instance(mirror: Path, instance_id: str = "shop__discount-1", **fields: object) -> Instance:
+    """The sample repo's discount bug as an instance served from `mirror`; `fields` add to it."""
     return Instance(
-        instance_id="shop__discount-1", repo="local/shop", base_commit=mgit(mirror, "rev-parse", "HEAD").strip(),
+        instance_id=instance_id, repo="local/shop", base_commit=mgit(mirror, "rev-parse", "HEAD").strip(),
         problem_statement=f"`{TARGET}` fails: a 10% discount takes off far too much.",
         FAIL_TO_PASS=[TARGET], PASS_TO_PASS=PASSING,
         patch=diff_of(mirror, {"shop/cart.py": (BUGGY_LINE, FIXED_LINE)}),
-        environment_setup=EnvironmentSetup(source="git", mirror=str(mirror)))
+        environment_setup=EnvironmentSetup(source="git", mirror=str(mirror)), **fields)
+
+
+@pytest.fixture
+def instance(mirror: Path) -> Instance:
+    return shop_instance(mirror)
 
 
 def cfg(tmp_path: Path) -> RunConfig:
