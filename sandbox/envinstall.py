@@ -24,18 +24,17 @@ from sandbox.envplan import (
     constraint_files,
     dependency_groups,
     filtered_requirements,
-    fully_pinned,
     is_installable,
     lock_kind,
     lock_pins,
     pipfile_requirements,
     requirement_files,
-    resolution_date,
     test_extras,
     test_groups,
     tool_dev_dependencies,
     tox_deps,
 )
+from sandbox.releases import RELEASED
 
 BUILD = "/tmp/build"  # a volume under the /tmp tmpfs: never part of the image, not even as a mountpoint
 SRC = f"{BUILD}/src"
@@ -47,12 +46,13 @@ Log = Callable[[str], None]
 Step = tuple[str, str, bool]  # what, the installer's arguments (shell words), required
 
 
-def install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | None, date: str | None,
+def install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | None, cutoff: str | None,
                      python: str, log: Log, seed: list[str] | None = None, venv: str = "",
                      pins: list[str] | None = None) -> str:
-    """Locks and pins first; one uv resolution when it works, else step by step. `venv`, when given,
-    creates the virtualenv in the same exec as uv's install (one round trip fewer per build). Returns
-    how it was installed, for the image's label and the build's last log line."""
+    """Locks and pins first; one uv resolution when it works, else step by step. `cutoff`: the unpinned
+    resolution's date (environment.resolution_cutoff), uv only. `venv`, when given, creates the virtualenv
+    in the same exec as uv's install (one round trip fewer per build). Returns how it was installed, for
+    the image's label and the build's last log line."""
     reqs = [p.relative_to(repo).as_posix() for p in requirement_files(repo, python)]
     plan: dict[str, bytes] = {f"src/{r}": filtered_requirements((repo / r).read_text(errors="replace")).encode()
                               for r in reqs}
@@ -68,32 +68,32 @@ def install_declared(repo: Path, box: BuildBox, env: dict[str, str], uv: str | N
     extras = test_extras(repo)
     project = [f"{SRC}[{','.join(extras)}]" if extras else SRC] if is_installable(repo) else []
     loose = dependency_groups(repo) + tox_deps(repo) + tool_dev_dependencies(repo)
-    steps: list[Step] = [("pytest", "pytest", True),
-                         *((f"-r {r}", shlex.join(["-r", f"{SRC}/{r}"]), False) for r in reqs),
-                         *([("the Pipfile lock", shlex.join(["-r", f"{PLAN}/pipfile.txt"]), False)] if pipfile else []),
-                         *([("the project", shlex.join(project), True)] if project else []),
-                         *([("test dependencies", shlex.join(loose), False)] if loose else [])]
+    requirements: list[Step] = [*((f"-r {r}", shlex.join(["-r", f"{SRC}/{r}"]), False) for r in reqs),
+                                *([("the Pipfile lock", shlex.join(["-r", f"{PLAN}/pipfile.txt"]), False)]
+                                  if pipfile else [])]
+    tests: list[Step] = [("test dependencies", shlex.join(loose), False)] if loose else []
+    steps: list[Step] = [("pytest", "pytest", True), *requirements,
+                         *([("the project", shlex.join(project), True)] if project else []), *tests]
     if uv:
-        uv_args, wheel = list(constraints), []
+        uv_args, wheel, project_words = list(constraints), [], shlex.join(project)
         if pins:
             log(f"environment: {len(pins)} package versions as the local environment has them")
-        elif date and lock_kind(repo) is None and not fully_pinned(repo, python):
-            cutoff = resolution_date(date, python)
+        elif cutoff:
             uv_args += ["--exclude-newer", cutoff]
             log(f"environment: no lock file or pins: resolving as of {cutoff}"
-                + (f" (Python {python}'s release; the commit is of {date})" if cutoff != date else ""))
-            if project:  # built by today's backend (one from the commit's date may not run on this Python)
+                + (f" (Python {python}'s release: the commit is older)" if cutoff == RELEASED.get(python) else ""))
+            if project:  # built by today's backend (one from the commit's date may not run on this Python);
+                # the wheel when it was built, else the source
                 wheel = [shlex.join([UV, "build", "-q", "--wheel", "--python", f"{VENV}/bin/python", "-o", DIST,
                                      SRC])]
+                project_words = f'"$(ls {DIST}/*.whl 2>/dev/null || echo {SRC})"' + (
+                    f"[{','.join(extras)}]" if extras else "")
         lock = [] if pins else _uv_lock(repo, extras)
-        uv_steps = [("pytest", shlex.join([*(seed or []), "pytest"]), True), *steps[1:]]
         if lock:
             uv_args += ["-c", f"{PLAN}/lock-c.txt"]
-            uv_steps.insert(1, ("the lock file", shlex.join(["-r", f"{PLAN}/lock.txt"]), True))
-        if wheel:  # the wheel when it was built, else the source
-            uv_steps = [(what, f'"$(ls {DIST}/*.whl 2>/dev/null || echo {SRC})"' + (
-                        f"[{','.join(extras)}]" if extras else "") if what == "the project" else words, need)
-                        for what, words, need in uv_steps]
+        uv_steps: list[Step] = [("pytest", shlex.join([*(seed or []), "pytest"]), True),
+                                *([("the lock file", shlex.join(["-r", f"{PLAN}/lock.txt"]), True)] if lock else []),
+                                *requirements, *([("the project", project_words, True)] if project else []), *tests]
         install = " ".join([shlex.join(_uv_install(uv_args)), *(words for _what, words, _need in uv_steps)])
         script = [f"({venv})" if venv else "true", f"cd {SRC}", *lock, *wheel, install]
         code, out = box.run("install dependencies (uv)", " && ".join(script), env)

@@ -71,9 +71,18 @@ def build_inputs(repo: Path, setup: list[str], version: str | None, date: str | 
         out["version"] = version
     if pins and not setup:
         out["local"] = "\n".join(pins)
-    elif date and not setup and lock_kind(repo) is None and not fully_pinned(repo, python):
-        out["date"] = resolution_date(date, python) if python else date
+    elif cutoff := resolution_cutoff(repo, setup, date, python, pins):
+        out["date"] = cutoff
     return out
+
+
+def resolution_cutoff(repo: Path, setup: list[str], date: str | None, python: str | None,
+                      pins: list[str] | None) -> str | None:
+    """The resolver's cut-off (uv's exclude-newer), or None where something else decides the versions:
+    setup commands, a local environment's pins, a lock file or fully pinned requirements."""
+    if not date or setup or pins or lock_kind(repo) is not None or fully_pinned(repo, python):
+        return None
+    return resolution_date(date, python) if python else date
 
 
 def resolve_python(repo: Path, python: str | None) -> str:
@@ -85,8 +94,8 @@ def environment_status(repo: Path, python: str | None = "auto", setup: list[str]
                        version: str | None = None, date: str | None = None,
                        pins: list[str] | None = None) -> tuple[bool, str]:
     """(exists, tag) of the environment image the repo needs now (`version`, `date` as for ensure_environment)."""
-    base_ok, base = base_image_status(resolve_python(repo, python))
     python = resolve_python(repo, python)
+    base_ok, base = base_image_status(python)
     tag = f"{REPOSITORY}:{environment_key(Path(repo), setup or [], base, version, date, python, pins)}"
     if not base_ok:
         return False, tag
@@ -147,8 +156,9 @@ def ensure_environment(repo: Path, python: str | None = "auto", setup: list[str]
         if setup or not uv:
             box.must("create the virtualenv", venv, env)
         installer = (_run_setup(box, setup, env, uv) if setup
-                     else install_declared(repo, box, env, uv, date, python, log, seed=_seed_packages(python),
-                                           venv="" if not uv else venv, pins=pins))
+                     else install_declared(repo, box, env, uv, resolution_cutoff(repo, setup, date, python, pins),
+                                           python, log, seed=_seed_packages(python), venv="" if not uv else venv,
+                                           pins=pins))
         finish = f"{_STRIP_SELF}\n{_PTH_SCRIPT}\nfind /var/tmp -mindepth 1 -delete 2>/dev/null || true"
         if not setup and (lock_kind(repo) or fully_pinned(repo, python) or constraint_files(repo)):
             # pins are what the developers had, who did not always run pytest: it must start here
