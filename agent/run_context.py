@@ -10,7 +10,6 @@ path out of a run, Ctrl-C and our own bugs included, still writes report.json an
 from __future__ import annotations
 
 import os
-import re
 import time
 import traceback
 from collections.abc import Callable
@@ -50,7 +49,7 @@ def _local_versions(settings: Settings, root: Path, checkout: Path, log: Callabl
                     version: str | None, date: str | None) -> tuple[str, list[str] | None]:
     """(Python, pins) of the user's working local environment when `[sandbox] mirror_local` asks to build
     the Docker one like it; when it does not and that environment exists, a one-line offer, once per image."""
-    from sandbox.environment import environment_status
+    from sandbox.environment import AUTO, environment_status
     from sandbox.envplan import dist_name
     from sandbox.localpins import pins, project_environment, venv_python
     from sandbox.releases import RELEASES
@@ -65,10 +64,9 @@ def _local_versions(settings: Settings, root: Path, checkout: Path, log: Callabl
                 "builds the Docker one with its package versions")
         return python, None
     local_python = venv_python(venv)
-    if python.strip().lower() in ("", "auto") and local_python in RELEASES:
+    if python.strip().lower() in AUTO and local_python in RELEASES:
         python = local_python
-    skip = {"glm-agent", re.sub(r"[-_.]+", "-", dist_name(root) or "").lower()}
-    found = pins(venv, skip)
+    found = pins(venv, {"glm-agent", dist_name(root) or ""})
     log(f"environment: as {venv} has it: {len(found)} package versions (Python {local_python or '?'})")
     return python, found
 

@@ -72,12 +72,18 @@ def project_environment(checkout: Path, active: str | None) -> Path | None:
     return None
 
 
+def canonical(name: str) -> str:
+    """A distribution name as indexes compare them (PEP 503): `Flask_Login` -> `flask-login`."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def pins(venv: Path, skip: set[str]) -> list[str]:
-    """`name==version` for every distribution an index can serve, but those in `skip` (normalized names)."""
+    """`name==version` for every distribution an index can serve, but those named in `skip`."""
+    skipped = {canonical(name) for name in skip}
     out = {}
     for name, version, direct in _dists(venv):
-        key = re.sub(r"[-_.]+", "-", name).lower()
-        if key in skip or direct is not None or not re.fullmatch(r"[A-Za-z0-9.!+_-]+", version):
+        key = canonical(name)
+        if key in skipped or direct is not None or not re.fullmatch(r"[A-Za-z0-9.!+_-]+", version):
             continue  # a direct_url.json: installed from a path, a file or a VCS, not from an index
         out[key] = f"{key}=={version}"
     return [out[k] for k in sorted(out)]
