@@ -187,12 +187,11 @@ def _matching(outcomes: dict[str, str], sel: str) -> list[str]:
 
 def checkout(work: Path, sha: str) -> None:
     """A clean tree at `sha`, with the version file its build would generate (as the agent's worktree has)."""
-    from agent.gitops import describe_version
-    from sandbox.versionfile import write_version_files
+    from evals.materialize import with_version_file
 
     git(work, "checkout", "-q", "-f", "--detach", sha)
     git(work, "clean", "-qfdx")
-    write_version_files(work, describe_version(work))
+    with_version_file(work)
 
 
 def reproduce(work: Path, cand: Candidate) -> tuple[list[str], str, str]:

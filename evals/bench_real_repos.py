@@ -35,15 +35,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from agent.gitops import describe_version
 from evals.bench_localization_real import PYTEST_EXTRA, repo_name
 from evals.instances import Instance
-from evals.materialize import GIT_ENV, apply_patch, git, materialize
+from evals.materialize import GIT_ENV, apply_patch, git, materialize, with_version_file
 from evals.oracle import ORACLE_KEY, oracle_server
 from evals.runner import RunConfig, agent_env, fix_command, read_trajectory
 from sandbox.envsmoke import culprit_file
 from sandbox.releases import RELEASED
-from sandbox.versionfile import write_version_files
 from sandbox.worktreesite import ROOTS_VAR, write_site
 
 AGENT_SRC = Path(__file__).resolve().parent.parent
@@ -406,7 +404,7 @@ def grade_commit(user_repo: Path, commit: str, bug_state: str, inst: Instance, v
     git(dest, "checkout", "-q", "--detach", commit)
     tests = sorted({t.split("::", 1)[0] for t in inst.FAIL_TO_PASS + inst.PASS_TO_PASS})
     git(dest, "checkout", "-q", bug_state, "--", *tests)  # the instance's tests, whatever the branch did to them
-    write_version_files(dest, describe_version(dest))  # what the project's build generates (humanize's _version.py)
+    with_version_file(dest)
     if subprocess.run([str(venv / "bin" / "python"), "-c", "import pytest"], capture_output=True,
                       env=_clean_env()).returncode if (venv / "bin" / "python").exists() else True:
         make_venv(venv, user_repo, opts, with_agent=False)  # none yet, or one an interrupted run left half made

@@ -29,10 +29,9 @@ from typing import Any
 from evals.bench_localization_real import PYTEST_EXTRA
 from evals.bench_real_repos import Options, find_mirrors, make_venv
 from evals.instances import Instance
-from evals.materialize import apply_patch, git, materialize
+from evals.materialize import apply_patch, git, materialize, with_version_file
 from evals.reproductions import decode_list, structural_problems
 from sandbox.pytest_runs import REPORT_FLAGS, parse_outcomes
-from sandbox.versionfile import write_version_files
 
 DATA = Path(__file__).parent / "data"
 SETS = {"bugs": DATA / "bugs.jsonl", "real": DATA / "real_repos.jsonl"}
@@ -76,14 +75,6 @@ def verdict(outcomes: dict[str, str], tests: list[str], wanted: str) -> str:
         if any(o != wanted for o in got):
             return f"{test.split('::')[-1]}: {'/'.join(sorted(set(got)))}"
     return "yes"
-
-
-def with_version_file(root: Path) -> None:
-    """The git-ignored version module a VCS-versioned build generates (humanize imports its
-    `_version.py`): a fresh checkout lacks it, and every test would error at import."""
-    from agent.gitops import describe_version
-
-    write_version_files(root, describe_version(root))
 
 
 def reset(root: Path, commit: str) -> None:

@@ -26,6 +26,16 @@ GIT_ENV = {
 }
 
 
+def with_version_file(root: Path) -> None:
+    """Write the git-ignored version module a VCS-versioned build generates (humanize imports its
+    `_version.py`), from `git describe`, as the agent's worktree gets it: a fresh checkout lacks it, and
+    every test would error at import."""
+    from agent.gitops import describe_version
+    from sandbox.versionfile import write_version_files
+
+    write_version_files(root, describe_version(root))
+
+
 class MaterializeError(RuntimeError):
     """The source could not be fetched, unpacked, patched, or did not give base_commit."""
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evals.instances import Instance, patch_files
-from evals.materialize import apply_patch, materialize
+from evals.materialize import apply_patch, materialize, with_version_file
 from evals.oracle import ORACLE_KEY, ORACLE_MODEL_NAME, oracle_server
 
 LOCALIZATION_TOKENS = (1024, 4096)
@@ -167,11 +167,8 @@ def grade_tree(root: Path, inst: Instance, kind: str, timeout: float) -> dict[st
 
 def _checkout(inst: Instance, grade_dir: Path, config: RunConfig) -> Path:
     """The base commit for grading, with the version file its build generates (as the agent's worktree)."""
-    from agent.gitops import describe_version
-    from sandbox.versionfile import write_version_files
-
     repo = materialize(inst, grade_dir, _cache(config))
-    write_version_files(repo, describe_version(repo))
+    with_version_file(repo)
     return repo
 
 
