@@ -31,32 +31,35 @@ def venv_python(venv: Path) -> str | None:
 
 
 def _dists(venv: Path):
+    """(name, version, installed directly) per distribution: a direct_url.json marks a path, file or VCS
+    install, which no index can serve."""
     for site in site_packages(venv):
         for info in sorted(site.glob("*.dist-info")):
             try:
                 meta = HeaderParser().parsestr((info / "METADATA").read_text(errors="replace"), headersonly=True)
             except OSError:
                 continue
-            try:
-                direct = json.loads((info / "direct_url.json").read_text())
-            except (OSError, ValueError):
-                direct = None
             if meta.get("Name") and meta.get("Version"):
-                yield str(meta["Name"]).strip(), str(meta["Version"]).strip(), direct
+                yield str(meta["Name"]).strip(), str(meta["Version"]).strip(), (info / "direct_url.json").exists()
 
 
 def installs(venv: Path, checkout: Path) -> bool:
     """Is the project at `checkout` installed in `venv` (editable or from that directory)?"""
-    want = f"file://{Path(checkout).resolve()}"
-    if any(isinstance(d, dict) and str(d.get("url", "")).rstrip("/") == want for _n, _v, d in _dists(venv)):
-        return True
+    root = Path(checkout).resolve()
     for site in site_packages(venv):
+        for direct in site.glob("*.dist-info/direct_url.json"):
+            try:
+                url = json.loads(direct.read_text()).get("url", "")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if str(url).rstrip("/") == f"file://{root}":
+                return True
         for link in site.glob("*.egg-link"):
             try:
                 first = link.read_text(errors="replace").splitlines()[0].strip()
             except (OSError, IndexError):
                 continue
-            if Path(first).resolve() == Path(checkout).resolve():
+            if Path(first).resolve() == root:
                 return True
     return False
 
@@ -83,7 +86,7 @@ def pins(venv: Path, skip: set[str]) -> list[str]:
     out = {}
     for name, version, direct in _dists(venv):
         key = canonical(name)
-        if key in skipped or direct is not None or not re.fullmatch(r"[A-Za-z0-9.!+_-]+", version):
-            continue  # a direct_url.json: installed from a path, a file or a VCS, not from an index
+        if key in skipped or direct or not re.fullmatch(r"[A-Za-z0-9.!+_-]+", version):
+            continue
         out[key] = f"{key}=={version}"
     return [out[k] for k in sorted(out)]
