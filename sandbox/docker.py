@@ -258,7 +258,8 @@ def gc(force: bool = False, client=None) -> list[str]:
     """Remove labelled sandbox containers whose owner process is dead (all of them with `force`)."""
     client = client or ensure_engine()
     removed = []
-    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}):
+    # another run may remove its container between the listing and the inspect of each: not an error
+    for container in client.containers.list(all=True, filters={"label": f"{LABEL}=1"}, ignore_removed=True):
         if force or _owner_gone(container.labels):
             try:
                 container.remove(force=True)

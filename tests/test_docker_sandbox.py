@@ -182,3 +182,31 @@ def test_sigterm_removes_container(env_image, worktree):
     assert proc.wait(timeout=30) == 128 + 15
     with pytest.raises(NotFound):
         ensure_engine().containers.get(name)
+
+
+def test_gc_survives_a_container_another_run_removes_while_it_lists(env_image, worktree):
+    """Every sandbox start sweeps; two runs at once (two CI workers) race: a labelled container listed by
+    one may be gone when it is inspected, and the start failed with NotFound (seen in CI)."""
+    from docker.errors import NotFound
+
+    from sandbox.docker import gc
+    from sandbox.engine import ensure_engine, owner_labels
+
+    client = ensure_engine()
+    other = client.containers.run(env_image, ["sleep", "60"], detach=True, labels=owner_labels())
+    inspect = client.api.inspect_container
+
+    def removed_first(container, *args, **kwargs):  # the other run's clean-up lands between list and inspect
+        if container in (other.id, other.name):
+            client.api.remove_container(other.id, force=True)
+        return inspect(container, *args, **kwargs)
+
+    client.api.inspect_container = removed_first
+    try:
+        assert other.name not in gc(client=client)
+    finally:
+        client.api.inspect_container = inspect
+        try:
+            client.api.remove_container(other.id, force=True)
+        except NotFound:
+            pass
